@@ -84,7 +84,7 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "GLOBAL" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
                 f"{p} contains pickled code or objects that would run on load; clrbench loads "
                 "weights only and refuses it (re-save it as a plain state dict)."
@@ -132,4 +132,4 @@ def sha256_state(state: dict[str, torch.Tensor]) -> str:
 
 
 def version_info() -> dict[str, str]:
-    return {"clrbench": __version__, "torch": torch.__version__, "git_sha": git_sha()}
+    return {"clrbench": __version__, "torch": str(torch.__version__), "git_sha": git_sha()}

@@ -21,7 +21,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch and check the twelve tr
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
-out = Console()
+stdout = Console()
 
 # Errors that mean "bad input": one sentence and exit 2. (module, class) so nothing is imported.
 _USER_ERRORS = [
@@ -115,8 +115,8 @@ def pretrain(
     summary = launch(cfg, launcher=launcher, resume=resume, nproc=nproc, workers=workers,
                      gpus_per_worker=gpus_per_worker, address=address, reporter_factory=_progress)
     if summary is not None:
-        out.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
-        out.print(f"Checkpoint: [bold]{summary.checkpoint}[/]  (evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)")
+        stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
+        stdout.print(f"Checkpoint: [bold]{summary.checkpoint}[/]  (evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)")
 
 
 def _guess_source(recipe: str, data: str) -> str:
@@ -136,10 +136,10 @@ def _print_dry_run(cfg: Any, launcher: str, nproc: int, workers: int) -> None:
 
     world = {"local": 1, "torchrun": nproc, "ray": workers}.get(launcher, 1)
     d = derive(cfg, len(open_source(cfg.data)), world)
-    out.print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    out.print("# derived (computed, never written back)")
+    stdout.print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    stdout.print("# derived (computed, never written back)")
     for k, v in vars(d).items():
-        out.print(f"{k}: {v}")
+        stdout.print(f"{k}: {v}")
 
 
 def _progress(total_hint: int | None = None) -> Any:
@@ -182,9 +182,9 @@ def probe(
 
     res = probe_npz(features, metric=metric, device=device)
     if json_:
-        out.print_json(json.dumps(res.to_json()))
+        stdout.print_json(json.dumps(res.to_json()))
     else:
-        out.print(f"{res.metric} on test: [bold]{res.test:.2f}[/]  (lambda {res.best_lambda:.3g} chosen on val, "
+        stdout.print(f"{res.metric} on test: [bold]{res.test:.2f}[/]  (lambda {res.best_lambda:.3g} chosen on val, "
                   f"{res.n_train}/{res.n_val}/{res.n_test} train/val/test, {res.seconds:.1f} s)")
 
 
@@ -308,14 +308,14 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
-    boards = lb.board_for_results(results, protocol=protocol, baseline=baseline)
+    boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only)
     if not boards:
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for i, board in enumerate(boards):
         if fmt == "table":
-            out.print(lb.render_rich(board))
+            stdout.print(lb.render_rich(board))
         else:
-            out.print({"md": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json}[fmt](board), end="",
+            stdout.print({"md": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json}[fmt](board), end="",
                       markup=False, highlight=False, soft_wrap=True)
         if plot is not None:
             target = plot if len(boards) == 1 else plot.with_name(f"{plot.stem}-{board.protocol}{plot.suffix}")
@@ -341,7 +341,7 @@ def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of card
         s = c.expected_sizes
         t.add_row(c.name, str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
                   f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", c.title)
-    out.print(t)
+    stdout.print(t)
 
 
 @tasks_app.command("show")
@@ -354,7 +354,7 @@ def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = No
     from clrbench.transfer.taskcard import load_cards, select_tasks
 
     card = select_tasks(name, load_cards(tasks_dir))[0]
-    out.print(yaml.safe_dump(to_dict(card), sort_keys=False))
+    stdout.print(yaml.safe_dump(to_dict(card), sort_keys=False))
 
 
 @tasks_app.command("validate")
@@ -366,7 +366,7 @@ def tasks_validate(tasks_dir: Annotated[Path | None, typer.Option()] = None) -> 
     cards = load_cards(tasks_dir)
     pdir = (tasks_dir or cards_dir()) / "protocols"
     protos = [load_protocol(p) for p in sorted(pdir.glob("*.yaml"))]
-    out.print(f"{len(cards)} cards and {len(protos)} protocols are valid.")
+    stdout.print(f"{len(cards)} cards and {len(protos)} protocols are valid.")
 
 
 def main() -> None:

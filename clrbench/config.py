@@ -237,7 +237,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
-        return dict(value)
+        vt = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if tp is AugmentOp and isinstance(value, str):
             return AugmentOp(name=value)
@@ -282,7 +283,12 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field is missing
-        raise ConfigError(f"{prefix or cls.__name__}: {e}") from None
+        missing = str(e).split("argument", 1)[-1].strip(": ")
+        raise ConfigError(f"{prefix or cls.__name__}: missing required field {missing}.") from None
+    except ConfigError as e:  # raised by __post_init__: say where
+        if prefix and not str(e).startswith(prefix):
+            raise ConfigError(f"{prefix}: {e}") from None
+        raise
 
 
 def to_dict(obj: Any) -> Any:

@@ -73,3 +73,101 @@ def _torchrun(cfg: PretrainConfig, resume: bool, nproc: int) -> None:
     if rc != 0:
         raise LaunchError(f"torchrun exited with status {rc}; the messages above say why.")
     return None
+
+
+def _ray_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: the same train_loop, checkpoints mirrored to Ray."""
+    import shutil
+
+    import ray.train
+    import torch
+
+    from clrbench import dist
+    from clrbench.config import PretrainConfig, from_dict
+    from clrbench.log import setup_logging
+    from clrbench.simclr.train import train_loop
+
+    torch.set_num_threads(max(1, int(config["threads"])))  # Ray reuses processes: set it here
+    cfg: PretrainConfig = from_dict(PretrainConfig, config["cfg"])
+    setup_logging(dist.rank())
+    run_dir = Path(cfg.run.out) / cfg.run.name
+    restored = ray.train.get_checkpoint()
+    if restored is not None and dist.is_main():
+        # A restart after a failure: bring back the latest checkpoint Ray Train holds.
+        with restored.as_directory() as d:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(d) / "last.pt", run_dir / ".ray-restore.pt")
+            (run_dir / ".ray-restore.pt").replace(run_dir / "last.pt")
+    dist.barrier()
+
+    def report(step: int, path: Path | None) -> None:
+        ckpt = None
+        if path is not None:
+            # Only last.pt travels to Ray's storage; the run folder keeps the rest.
+            tmp = Path(tempfile.mkdtemp(prefix="clrbench-ray-"))
+            shutil.copyfile(path, tmp / "last.pt")
+            ckpt = ray.train.Checkpoint.from_directory(str(tmp))
+        ray.train.report({"step": step}, checkpoint=ckpt)
+
+    train_loop(cfg, resume=config["resume"] or restored is not None, on_checkpoint=report)
+
+
+def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float,
+         address: str | None) -> Any:
+    """Ray Train's TorchTrainer over ``workers`` processes; a dead worker restarts from the last checkpoint."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        import ray
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+    except ImportError:
+        raise LaunchError("--launcher ray needs Ray Train: pip install 'ray[train]'.") from None
+    if workers < 1:
+        raise LaunchError(f"--workers must be >= 1, got {workers}.")
+    if cfg.optim.batch_size_global % workers:
+        raise LaunchError(f"optim.batch_size_global={cfg.optim.batch_size_global} is not divisible by "
+                          f"--workers {workers}.")
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise LaunchError(f"Cannot reach the Ray cluster at {address!r}: {e}") from None
+    use_gpu = gpus_per_worker > 0
+    cpus = max(1, int(ray.cluster_resources().get("CPU", workers) // workers))
+    resources = {"CPU": cpus, **({"GPU": gpus_per_worker} if use_gpu else {})}
+    run_dir = (Path(cfg.run.out) / cfg.run.name).resolve()
+    storage = run_dir / "ray"
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"cfg": to_dict(_absolute_out(cfg)), "resume": resume, "threads": cpus},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=120),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(name="train", storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=2)),
+    )
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error; one sentence for the user
+        raise LaunchError(f"Ray Train failed after its retries: {str(e).splitlines()[-1][:300]}") from None
+    return _summary_from_run(run_dir)
+
+
+def _absolute_out(cfg: PretrainConfig) -> PretrainConfig:
+    """Workers may start in another directory: give them the absolute run folder."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=str(Path(cfg.run.out).resolve())))
+
+
+def _summary_from_run(run_dir: Path) -> Any:
+    import json
+
+    from clrbench.checkpoint import load_clrbench
+    from clrbench.config import Derived
+    from clrbench.simclr.train import TrainSummary
+
+    ckpt = load_clrbench(run_dir / "last.pt")
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1]) if lines else {"loss": float("nan")}
+    return TrainSummary(run_dir, run_dir / "last.pt", int(ckpt["step"]), float(last.get("loss") or "nan"),
+                        0.0, Derived(**ckpt["derived"]))

@@ -173,8 +173,15 @@ def _resume(run_dir: Path, model, probe, opt, probe_opt, d: Derived) -> int:
     return int(ckpt["step"])
 
 
-def train_loop(cfg: PretrainConfig, reporter: Reporter | None = None, resume: bool = False) -> TrainSummary:
+def train_loop(cfg: PretrainConfig, reporter: Reporter | None = None, resume: bool = False,
+               on_checkpoint: Callable[[int, Path | None], None] | None = None) -> TrainSummary:
     """Train SimCLR as configured; checkpoints and metrics go to ``run.out/run.name``.
+
+    Args:
+        reporter: receives each metrics row on rank 0 (the CLI draws a progress bar).
+        resume: continue from ``last.pt`` of the run folder when there is one.
+        on_checkpoint: called on every rank after each checkpoint with (step, path on
+            rank 0 else None); the Ray launcher forwards it to Ray Train's checkpoint API.
 
     Raises:
         TrainingError: a NaN/inf loss (the last good checkpoint is kept) or a bad resume.
@@ -240,6 +247,8 @@ def train_loop(cfg: PretrainConfig, reporter: Reporter | None = None, resume: bo
                 keep = cfg.run.keep_every > 0 and done % cfg.run.keep_every == 0
                 last_path = _save(run_dir, state, keep)
             dist.barrier()
+            if on_checkpoint is not None:
+                on_checkpoint(done, last_path if dist.is_main() else None)
     return TrainSummary(run_dir, last_path, d.total_steps, loss_value, time.time() - t0, d)
 
 

@@ -75,9 +75,18 @@ def _task(job: EvalJob) -> Any:
     from clrbench.transfer.splits import load_task
     from clrbench.transfer.taskcard import load_cards
 
+    from clrbench.transfer.datasets import DatasetError
+
     card = load_cards(job.tasks_dir)[job.task]
     root = Path(job.data_root) if job.data_root else None
-    return card, load_task(card, root, Path(job.cache_dir) / "splits")
+    try:
+        return card, load_task(card, root, Path(job.cache_dir) / "splits")
+    except DatasetError as e:
+        if card.source.root_dir is None:  # offline tasks: nothing to fetch
+            raise
+        from clrbench.transfer.fetch import missing_message
+
+        raise DatasetError(f"{e} {missing_message(card, root)}") from None
 
 
 def run_linear(job: EvalJob) -> Record:

@@ -103,12 +103,21 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for i in indices:
+        h.update(images.ids[int(i)].encode() + b"\n")
+    return h.hexdigest()
+
+
 def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskData:
     """Build the three splits of ``card``, reading or writing their index lists in ``split_dir``.
 
     Raises:
         DatasetError: the data is missing or the stored index lists no longer fit it.
     """
+    import clrbench.transfer.sources  # noqa: F401 - registers the twelve transfer loaders
+
     loader = LOADERS.get(card.source.loader)
     root = data_root / card.source.root_dir if (data_root and card.source.root_dir) else data_root
     names = {s.source for s in card.splits.values() if s.source is not None}
@@ -118,14 +127,18 @@ def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskDa
         stored = json.loads(path.read_text())
         idx = {k: (v["source"], np.asarray(v["indices"], np.int64)) for k, v in stored.items()}
         for k, (src, ind) in idx.items():
-            if src not in sources or (len(ind) and ind.max() >= len(sources[src])):
+            # Indices alone could silently point at other images when a source grows (Birdsnap's
+            # obtained images): the hash of the image ids must match too.
+            fits = src in sources and (not len(ind) or ind.max() < len(sources[src]))
+            if not fits or _ids_hash(sources[src], ind) != stored[k].get("ids_sha256"):
                 raise DatasetError(
                     f"the stored {k} split of {card.name} ({path}) does not fit the data found; "
                     "the dataset changed since the split was written. Delete the file to re-carve."
                 )
     else:
         idx = _resolve_indices(card, sources)
-        text = json.dumps({k: {"source": s, "indices": i.tolist()} for k, (s, i) in idx.items()})
+        text = json.dumps({k: {"source": s, "indices": i.tolist(), "ids_sha256": _ids_hash(sources[s], i)}
+                           for k, (s, i) in idx.items()})
         _atomic_write_text(path, text)
     split_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     parts = {k: sources[s].subset(i) for k, (s, i) in idx.items()}

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from distributed_helpers import run_distributed  # tests/ is on sys.path via tests/conftest.py
 from torch import nn
 
 from clrbench import dist
 from clrbench.simclr.global_bn import GlobalBatchNorm, global_batch_norm
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the spawn helper
-from distributed_helpers import run_distributed  # noqa: E402
 
 TOL = 1e-5
 
