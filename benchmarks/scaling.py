@@ -1,11 +1,14 @@
-"""Images/s of one SimCLR training step with 1 and N gloo processes on CPU (SimCLR v1 section 2.2).
+"""Images/s of one SimCLR training step with 1 and 2 gloo processes on CPU (SimCLR v1 section 2.2).
 
-Each configuration runs the step of ``clrbench.simclr.train`` (one forward of the 2n views, NT-Xent
-over the gathered global batch, LARS) on random inputs at a fixed global batch, and records with
-``clrbench.dist.comm_timer`` the wall time spent in the projection all-gather (forward and
-backward) and in the GlobalBatchNorm all-reduces (protocol.md 4.7). Prints a markdown table.
+Each configuration runs the training step (one forward of the 2n views through ResNet-18 + v1
+head, NT-Xent over the gathered global batch, LARS) on random inputs at a fixed global batch,
+under DDP when there are two processes. ``clrbench.dist.comm_timer`` records the wall time spent
+in the projection all-gather (forward + backward) and in the GlobalBatchNorm all-reduces
+(protocol.md 4.7); both include waiting for the slower rank. It also measures the latency of one
+small gloo all-reduce, since global BN costs 2 collectives per BN layer per step whatever the
+batch size. Prints markdown tables.
 
-    .venv/bin/python benchmarks/scaling.py --batch-size-global 32 --steps 6
+    .venv/bin/python benchmarks/scaling.py --batch-size-global 32 128 --steps 6
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ class _Net(nn.Module):
         return self.head(self.encoder(x))
 
 
+def _all_reduce_latency_ms(channels: int = 128, repeats: int = 100) -> float:
+    """Mean time of one all-reduce of a GlobalBatchNorm-sized payload (2C+1 float64)."""
+    x = torch.zeros(2 * channels + 1, dtype=torch.float64)
+    for _ in range(10):
+        dist.all_reduce_sum(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce_sum(x)
+    return 1e3 * (time.perf_counter() - start) / repeats
+
+
 def _worker(rank: int, cfg: dict, port: int, out: str) -> None:
     from clrbench.simclr.lars import LARS, param_groups
     from clrbench.simclr.loss import nt_xent
@@ -55,7 +69,7 @@ def _worker(rank: int, cfg: dict, port: int, out: str) -> None:
     net = dist.wrap_ddp(model, torch.device("cpu"))
     opt = LARS(param_groups(model, 1e-6), lr=0.3, weight_decay=1e-6)
     n = cfg["batch"] // cfg["world"]
-    x = torch.rand(2 * n, 3, cfg["size"], cfg["size"])  # two views of n images
+    x = torch.rand(2 * n, 3, cfg["size"], cfg["size"])  # two views of this rank's n images
     times, comm = [], {}
     for step in range(cfg["warmup"] + cfg["steps"]):
         dist.barrier()
@@ -66,14 +80,17 @@ def _worker(rank: int, cfg: dict, port: int, out: str) -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            dist.barrier()  # the step ends when the slowest rank is done
+            dist.barrier()  # the step ends when the slower rank is done
             elapsed = time.perf_counter() - start
         if step >= cfg["warmup"]:
             times.append(elapsed)
             for k, v in seconds.items():
                 comm[k] = comm.get(k, 0.0) + v / cfg["steps"]
+    latency = _all_reduce_latency_ms() if cfg["world"] > 1 else 0.0
     if dist.is_main():
-        Path(out).write_text(json.dumps({"step_s": sorted(times)[len(times) // 2], "comm": comm}))
+        result = {"step_s": sorted(times)[len(times) // 2], "comm": comm, "latency_ms": latency}
+        Path(out).write_text(json.dumps(result))
+    dist.barrier()  # no rank tears down gloo while the other may still talk to it
     dist.destroy()
 
 
@@ -93,47 +110,57 @@ def measure(cfg: dict) -> dict:
         return json.loads(Path(out).read_text())
 
 
+def _row(name: str, batch: int, threads: int, r: dict) -> str:
+    ms = {k: 1e3 * v for k, v in r["comm"].items()}
+    step_ms = 1e3 * r["step_s"]
+    gather = ms.get("gather.forward", 0.0) + ms.get("gather.backward", 0.0)
+    bn_fwd, bn_bwd = ms.get("bn.forward", 0.0), ms.get("bn.backward", 0.0)
+    share = (gather + bn_fwd + bn_bwd) / step_ms
+    return (
+        f"| {batch} | {name} | {threads} | {step_ms:.0f} | {batch / r['step_s']:.0f} "
+        f"| {gather:.1f} | {bn_fwd + bn_bwd:.1f} ({bn_fwd:.0f}/{bn_bwd:.0f}) | {share:.0%} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--batch-size-global", type=int, default=32, help="images per step (x2 views)"
-    )
+    parser.add_argument("--batch-size-global", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--width", type=float, default=0.25, help="ResNet-18 width multiplier")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--cores", type=int, default=2, help="threads shared out among processes")
     args = parser.parse_args()
-    base = dict(
-        batch=args.batch_size_global, size=args.image_size, width=args.width,
-        steps=args.steps, warmup=args.warmup,
-    )  # fmt: skip
+    half = max(1, args.cores // 2)
     runs = [
         ("1 process", dict(world=1, threads=1, global_bn=True)),
         (f"1 process, {args.cores} threads", dict(world=1, threads=args.cores, global_bn=True)),
-        ("2 processes, global BN", dict(world=2, threads=max(1, args.cores // 2), global_bn=True)),
-        ("2 processes, local BN", dict(world=2, threads=max(1, args.cores // 2), global_bn=False)),
+        ("2 processes, global BN", dict(world=2, threads=half, global_bn=True)),
+        ("2 processes, local BN", dict(world=2, threads=half, global_bn=False)),
     ]
     print(
-        f"ResNet-18 width {args.width}, CIFAR stem, v1 head, {args.image_size} px, global batch "
-        f"{args.batch_size_global} images (x2 views), gloo on CPU, torch {torch.__version__}\n"
+        f"ResNet-18 width {args.width}, CIFAR stem, v1 head (22 BN layers), {args.image_size} px, "
+        f"fp32, gloo on CPU, torch {torch.__version__}; images/s counts images (2 views each)\n"
     )
     print(
-        "| configuration | threads/process | step (ms) | images/s | gather (ms) | BN all-reduce (ms, fwd/bwd) | comm share |"
+        "| global batch | configuration | threads/process | step (ms) | images/s | gather (ms) "
+        "| BN all-reduce (ms, fwd/bwd) | comm share |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name, extra in runs:
-        r = measure({**base, **extra})
-        step_ms = 1e3 * r["step_s"]
-        gather = 1e3 * (r["comm"].get("gather.forward", 0) + r["comm"].get("gather.backward", 0))
-        bn = 1e3 * (r["comm"].get("bn.forward", 0) + r["comm"].get("bn.backward", 0))
-        bn_split = "/".join(
-            f"{1e3 * r['comm'].get(k, 0):.0f}" for k in ("bn.forward", "bn.backward")
-        )
+    print("|---|---|---|---|---|---|---|---|")
+    latencies = []
+    for batch in args.batch_size_global:
+        for name, extra in runs:
+            cfg = dict(
+                batch=batch, size=args.image_size, width=args.width,
+                steps=args.steps, warmup=args.warmup, **extra,
+            )  # fmt: skip
+            r = measure(cfg)
+            if r["latency_ms"]:
+                latencies.append(r["latency_ms"])
+            print(_row(name, batch, extra["threads"], r), flush=True)
+    if latencies:
         print(
-            f"| {name} | {extra['threads']} | {step_ms:.0f} | {args.batch_size_global / r['step_s']:.1f} "
-            f"| {gather:.1f} | {bn:.1f} ({bn_split}) | {(gather + bn) / step_ms:.1%} |",
-            flush=True,
+            f"\ngloo all-reduce of 257 float64, 2 processes: {min(latencies):.2f}-{max(latencies):.2f} ms"
         )
 
 

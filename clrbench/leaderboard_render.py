@@ -58,7 +58,7 @@ def render_rich(board: Board) -> Table:
 
     table = Table(title=f"clrbench leaderboard: {board.protocol}", caption="\n".join(board.notes),
                   caption_justify="left", header_style="bold")
-    table.add_column("model", overflow="fold")
+    table.add_column("model", no_wrap=True)
     for c in board.columns:
         table.add_column(c.task if c.metric in (None, "top1") else f"{c.task}\n{c.metric}", justify="right")
     table.add_column("mean", justify="right")

@@ -44,6 +44,7 @@ def _entry(
     try:
         result = fn(*args)
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears down gloo while the other may still talk to it
     finally:
         dist.destroy()
 

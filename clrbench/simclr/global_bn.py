@@ -1,4 +1,4 @@
-"""Batch norm whose training statistics span the global batch of every process (SimCLR v1 section 2.2).
+"""Batch norm with training statistics over the global batch of every process (SimCLR v1 sec. 2.2).
 
 With per-device BN both views of an image sit on one device, so the batch statistics leak which
 samples are positives (protocol.md 4.7). :class:`GlobalBatchNorm` computes the mean and variance
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from clrbench import dist
@@ -29,14 +30,25 @@ def _per_channel(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, *([1] * (x.ndim - 2)))
 
 
+def _local_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """This shard's per-channel mean and sum of squared deviations, each (C,) in x's dtype."""
+    dims = _reduce_dims(x)
+    if x.is_cuda:  # one fused Welford pass
+        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        return mean, var * (x.numel() // x.shape[1])
+    # On CPU var_mean over non-contiguous dims is ~10x slower than this two-pass form.
+    mean = x.mean(dims, keepdim=True)
+    return mean.flatten(), (x - mean).square_().sum(dims)
+
+
 @torch.no_grad()
 def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel mean, biased variance and element count over the global batch.
 
-    Each rank computes its own mean m_r and squared deviations M2_r = sum (x - m_r)^2 with the
-    one-pass native kernel; one all-reduce of [n_r m_r, M2_r + n_r m_r^2, n_r] in float64 gives the
-    global sums. float64 keeps S2 - N m^2 from cancelling, so the result is as exact as a
-    two-pass variance on the concatenated batch, for equal or unequal shards.
+    Each rank computes its own mean m_r and squared deviations M2_r = sum (x - m_r)^2; one
+    all-reduce of [n_r m_r, M2_r + n_r m_r^2, n_r] in float64 gives the global sums. float64
+    keeps S2 - N m^2 from cancelling, so the result is as exact as a two-pass variance on the
+    concatenated batch, for equal or unequal shards.
 
     Args:
         x: (N, C) or (N, C, *spatial), this rank's shard.
@@ -48,8 +60,7 @@ def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     channels = x.shape[1]
     n = x.numel() // channels
     if n > 0:
-        var, mean = torch.var_mean(x, dim=_reduce_dims(x), correction=0)
-        mean, m2 = mean.double(), var.double() * n
+        mean, m2 = (t.double() for t in _local_moments(x))
     else:  # an empty shard contributes nothing
         mean = m2 = torch.zeros(channels, dtype=torch.float64, device=x.device)
     local = torch.cat([mean * n, m2 + mean.square() * n, mean.new_tensor([float(n)])])
@@ -66,7 +77,9 @@ class _GlobalNormalize(torch.autograd.Function):
     The backward includes the dependence of mean and invstd on x across every rank:
         dx = weight * invstd * (dy - mean_g(dy) - x_hat * mean_g(dy * x_hat)),
     where mean_g averages over the global batch, so one all-reduce of
-    [sum(dy), sum(dy * x_hat)] (2C numbers) is all the communication it needs.
+    [sum(dy), sum(dy * x_hat)] (2C numbers) is all the communication it needs. The element-wise
+    work runs in ATen's fused batch-norm kernels (eval-mode transform, backward reduction), so
+    the step costs about what nn.BatchNorm costs plus the two all-reduces.
     """
 
     @staticmethod
@@ -76,23 +89,24 @@ class _GlobalNormalize(torch.autograd.Function):
         weight: torch.Tensor | None,
         bias: torch.Tensor | None,
         mean: torch.Tensor,
-        invstd: torch.Tensor,
+        var: torch.Tensor,
         count: torch.Tensor,
+        eps: float,
     ) -> torch.Tensor:
-        # Same x * scale + shift form as the native CPU/CUDA kernels, so numbers match theirs.
-        scale = invstd if weight is None else invstd * weight
-        shift = -mean * scale if bias is None else bias - mean * scale
-        y = torch.addcmul(_per_channel(shift, x), x, _per_channel(scale, x))
-        ctx.save_for_backward(x, weight, mean, invstd, count)
+        # With the global statistics passed as "running" ones, the eval-mode kernel is exactly
+        # the normalisation we need, in one fused pass.
+        y = F.batch_norm(x, mean, var, weight, bias, training=False, momentum=0.0, eps=eps)
+        ctx.save_for_backward(x, weight, mean, torch.rsqrt(var + eps), count)
+        ctx.eps = eps
         return y
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, mean, invstd, count = ctx.saved_tensors
-        dims = _reduce_dims(x)
-        x_hat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
-        sum_dy = dy.sum(dims)
-        sum_dy_xhat = (dy * x_hat).sum(dims)
+        # One fused pass for this rank's sum(dy * x_hat) and sum(dy); dx is not asked for.
+        _, sum_dy_xhat, sum_dy = torch.ops.aten.native_batch_norm_backward(
+            dy, x, weight, None, None, mean, invstd, True, ctx.eps, [False, True, True]
+        )
         # This rank's share; DDP's average over ranks completes the parameter gradients.
         grad_weight = sum_dy_xhat if weight is not None and ctx.needs_input_grad[1] else None
         grad_bias = sum_dy if ctx.needs_input_grad[2] else None
@@ -101,10 +115,12 @@ class _GlobalNormalize(torch.autograd.Function):
             sums = dist.all_reduce_sum(torch.stack([sum_dy, sum_dy_xhat]), tag="bn.backward")
             mean_dy, mean_dy_xhat = (sums / count.to(sums.dtype)).unbind(0)
             gain = invstd if weight is None else invstd * weight
-            # Reuse x_hat's storage: dx = gain * (dy - mean_dy - x_hat * mean_dy_xhat).
-            grad_x = x_hat.mul_(_per_channel(-mean_dy_xhat, x)).add_(dy)
-            grad_x.sub_(_per_channel(mean_dy, x)).mul_(_per_channel(gain, x))
-        return grad_x, grad_weight, grad_bias, None, None, None
+            # dx = gain * dy + slope * x + offset, per channel: two passes over the activations.
+            slope = -gain * invstd * mean_dy_xhat
+            offset = -gain * mean_dy - slope * mean
+            grad_x = torch.addcmul(_per_channel(offset, x), x, _per_channel(slope, x))
+            grad_x.addcmul_(dy, _per_channel(gain, x))
+        return grad_x, grad_weight, grad_bias, None, None, None, None
 
 
 def global_batch_norm(
@@ -142,8 +158,7 @@ def global_batch_norm(
             # (1 - m) * old + m * new, in the order nn.BatchNorm's kernels use.
             running_mean.mul_(1.0 - momentum).add_(mean.to(running_mean.dtype) * momentum)
             running_var.mul_(1.0 - momentum).add_(unbiased.to(running_var.dtype) * momentum)
-    invstd = torch.rsqrt(var + eps).to(x.dtype)
-    y = _GlobalNormalize.apply(x, weight, bias, mean.to(x.dtype), invstd, count)
+    y = _GlobalNormalize.apply(x, weight, bias, mean.to(x.dtype), var.to(x.dtype), count, eps)
     return y.to(out_dtype)
 
 

@@ -1,0 +1,109 @@
+"""Linear-probe speed: clrbench's 45-point sweep + refit against scikit-learn's, side by side.
+
+The probe of Kornblith et al. 2019 (protocol.md §2.1) on synthetic pooled-CNN-like features
+(power-law spectrum, non-negative after a ReLU, 100 classes, label noise), solved by
+``clrbench.transfer.probe.fit_probe`` and by scikit-learn's ``LogisticRegression(solver="lbfgs")``
+in its best configuration: warm-started along the same grid in the same order (largest lambda
+first), same tol and max_iter, BLAS pinned to one thread with threadpoolctl. Prints a markdown
+table: seconds, lambda chosen, best val and test score.
+
+    python benchmarks/probe_speed.py            # 10,000 x 2,048, 100 classes (minutes)
+    python benchmarks/probe_speed.py --quick    # 3,000 x 512, 20 classes
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from clrbench.transfer.metrics import top1
+from clrbench.transfer.probe import fit_probe, lambda_grid
+
+
+def synthetic_features(n: int, d: int, k: int, signal: float, label_noise: float,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class means + heavy noise in a power-law spectrum, rotated, ReLU'd; some labels redrawn.
+
+    Returns:
+        (n, d) float32 features and (n,) int64 labels.
+    """
+    rng = np.random.default_rng(seed)
+    spectrum = 1.0 / np.sqrt(np.arange(1, d + 1))  # a few dominant directions, like pooled features
+    basis, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    means = signal * rng.standard_normal((k, d)) * spectrum
+    y = rng.integers(0, k, n)
+    z = (means[y] + rng.standard_normal((n, d)) * spectrum) @ basis.T
+    x = np.maximum(z + 0.5 * z.std(), 0.0)  # non-negative, non-zero mean
+    x = (x * (0.5 / x.mean())).astype(np.float32)  # entries of order 1, mean 0.5, as pooled ResNet features
+    noisy = rng.random(n) < label_noise
+    y[noisy] = rng.integers(0, k, int(noisy.sum()))
+    return x, y
+
+
+def sklearn_probe(tr: tuple, va: tuple, te: tuple, grid: np.ndarray, tol: float, max_iter: int) -> dict:
+    """The same protocol with scikit-learn, warm-started down the grid, one BLAS thread."""
+    t0 = time.perf_counter()
+    clf = LogisticRegression(C=1.0, tol=tol, max_iter=max_iter, warm_start=True)
+    best, iters = (-1.0, None, None), 0
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+        for lam in sorted(grid, reverse=True):
+            clf.set_params(C=1.0 / lam).fit(*tr)
+            iters += int(clf.n_iter_.max())
+            val = 100 * top1(va[1], clf.decision_function(va[0]))
+            if val > best[0]:  # ties keep the larger lambda, as clrbench does
+                best = (val, lam, (clf.coef_.copy(), clf.intercept_.copy()))
+        clf.set_params(C=1.0 / best[1])
+        clf.coef_, clf.intercept_ = best[2]  # refit warm-started from the chosen solution
+        clf.fit(np.concatenate([tr[0], va[0]]), np.concatenate([tr[1], va[1]]))
+        iters += int(clf.n_iter_.max())
+        test = 100 * top1(te[1], clf.decision_function(te[0]))
+    return {"seconds": time.perf_counter() - t0, "lambda": best[1], "val": best[0], "test": test, "work": iters}
+
+
+def clrbench_probe(tr: tuple, va: tuple, te: tuple, grid: np.ndarray, tol: float, max_iter: int) -> dict:
+    """clrbench's fit_probe on the same arrays."""
+    r = fit_probe(*tr, *va, *te, "top1", lambdas=grid, tol=tol, max_iter=max_iter)
+    val = max(v for _, v in r.val_curve)
+    return {"seconds": r.seconds, "lambda": r.best_lambda, "val": val, "test": r.test, "work": r.n_evals}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3,000 x 512 features, 20 classes")
+    ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads for clrbench")
+    ap.add_argument("--tol", type=float, default=1e-4, help="stopping tolerance, both solvers")
+    ap.add_argument("--max-iter", type=int, default=1000, help="L-BFGS iterations per lambda, both")
+    ap.add_argument("--skip-sklearn", action="store_true")
+    args = ap.parse_args()
+    n, d, k = (3000, 512, 20) if args.quick else (10000, 2048, 100)
+    torch.set_num_threads(args.torch_threads)
+    x, y = synthetic_features(n, d, k, signal=0.35, label_noise=0.1)
+    a, b = int(0.7 * n), int(0.85 * n)
+    tr, va, te = (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:])
+    grid = lambda_grid()
+    rows = {"clrbench (torch fp32)": clrbench_probe(tr, va, te, grid, args.tol, args.max_iter)}
+    if not args.skip_sklearn:
+        rows["scikit-learn (lbfgs, 1 BLAS thread)"] = sklearn_probe(tr, va, te, grid, args.tol, args.max_iter)
+    print(f"{n} x {d} features, {k} classes, split {a}/{b - a}/{n - b}; 45 lambdas + refit; "
+          f"tol {args.tol:g}, max_iter {args.max_iter}; torch {torch.__version__}, "
+          f"{args.torch_threads} torch thread(s); {platform.processor() or platform.machine()}\n")
+    print("| solver | seconds | lambda chosen | best val top-1 (%) | test top-1 (%) | work |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        unit = "evals" if name.startswith("clrbench") else "iters"
+        print(f"| {name} | {r['seconds']:.1f} | {r['lambda']:.3g} | {r['val']:.2f} | {r['test']:.2f} | {r['work']} {unit} |")
+    if len(rows) == 2:
+        ours, theirs = rows.values()
+        print(f"\nspeed-up {theirs['seconds'] / ours['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
