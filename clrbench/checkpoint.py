@@ -90,8 +90,10 @@ def load(path: str | Path) -> dict[str, Any]:
                 "weights only and refuses it (re-save it as a plain state dict)."
             ) from None
         raise CheckpointError(f"{p} is not a readable checkpoint (corrupt pickle).") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is not a readable checkpoint ({str(e).splitlines()[0]}).") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        # A text file or a torn download surfaces as any of these (KeyError for a bad opcode).
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{p} is not a readable checkpoint ({detail}).") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict.")
     return obj

@@ -129,7 +129,7 @@ def test_test_set_is_read_only_after_lambda_is_chosen() -> None:
 
 def test_ties_go_to_the_larger_lambda() -> None:
     x, y = _blobs(k=3, seed=3)
-    y[:200] = 0  # a majority class; val holds only it, far from the others: every fit gets it right
+    y[:140] = 0  # a majority class; val holds only it, far from the others: every fit gets it right
     xv = x[:60] + 5.0 * (x[y == 0].mean(0) - x.mean(0))
     res = fit_probe(x[:200], y[:200], xv, np.zeros(60, int), x[200:], y[200:], "top1",
                     lambdas=lambda_grid()[30:45:2])
@@ -177,7 +177,7 @@ def test_probe_npz_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("over", "match"), [
-    ({"val_y": None, "test_x": None}, r"lacks test_x, val_y;"),
+    ({"val_y": None, "test_x": None}, r"lacks val_y, test_x;"),
     ({"test_y": np.zeros(3, int)}, r"test_x \(30, 8\) and test_y \(3,\) do not match"),
     ({"val_x": np.zeros((30, 5))}, r"train_x, val_x and test_x do not match"),
     ({"train_x": np.where(np.eye(60, 8) > 0, np.nan, 1.0)}, r"train_x holds 8 NaN or infinite"),
