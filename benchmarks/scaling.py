@@ -14,11 +14,13 @@ batch size. Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -122,6 +124,42 @@ def _row(name: str, batch: int, threads: int, r: dict) -> str:
     )
 
 
+def _bn_step(norm: Callable[..., torch.Tensor], x: torch.Tensor, dy: torch.Tensor) -> None:
+    channels = x.shape[1]
+    w, b = torch.ones(channels, requires_grad=True), torch.zeros(channels, requires_grad=True)
+    norm(x, torch.zeros(channels), torch.ones(channels), w, b, 0.1, 1e-5).backward(dy)
+
+
+def bn_compute_table(shapes: list[tuple[int, ...]], repeats: int = 20) -> list[str]:
+    """Forward + backward ms of nn.BatchNorm's kernel vs GlobalBatchNorm's path, one process.
+
+    ``global_batch_norm`` runs its collective code path in one process too (the all-reduces are
+    then identities), so this isolates the element-wise cost of the custom autograd Function.
+    """
+    import torch.nn.functional as F
+
+    from clrbench.simclr.global_bn import global_batch_norm
+
+    def native(x, rm, rv, w, b, momentum, eps):  # type: ignore[no-untyped-def]
+        return F.batch_norm(x, rm, rv, w, b, True, momentum, eps)
+
+    torch.set_num_threads(1)
+    rows = ["| activation shape | nn.BatchNorm (ms) | GlobalBatchNorm path (ms) |", "|---|---|---|"]
+    for shape in shapes:
+        x, dy = torch.randn(*shape).requires_grad_(), torch.randn(*shape)
+        ms = {}
+        for name, norm in (("native", native), ("global", global_batch_norm)):
+            step = functools.partial(_bn_step, norm, x, dy)
+            for _ in range(3):
+                step()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                step()
+            ms[name] = 1e3 * (time.perf_counter() - start) / repeats
+        rows.append(f"| {tuple(shape)} | {ms['native']:.2f} | {ms['global']:.2f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size-global", type=int, nargs="+", default=[32, 128])
@@ -162,6 +200,9 @@ def main() -> None:
         print(
             f"\ngloo all-reduce of 257 float64, 2 processes: {min(latencies):.2f}-{max(latencies):.2f} ms"
         )
+    n, s = 2 * args.batch_size_global[-1], args.image_size  # views per step in one process
+    print("\nBN compute alone, forward + backward, 1 thread:\n")
+    print("\n".join(bn_compute_table([(n, 16, s, s), (n, 64, s // 4, s // 4), (n, 128)])))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,9 @@ def _ray_worker(config: dict[str, Any]) -> None:
             ckpt = ray.train.Checkpoint.from_directory(str(tmp))
         ray.train.report({"step": step}, checkpoint=ckpt)
 
-    train_loop(cfg, resume=config["resume"] or restored is not None, on_checkpoint=report)
+    # The driver has refused a non-resumed run over an existing one, so a last.pt found here was
+    # written by an earlier attempt of this fit: continue it (a worker died and Ray restarted us).
+    train_loop(cfg, resume=True, on_checkpoint=report)
 
 
 def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float,
@@ -136,10 +138,12 @@ def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float
     cpus = max(1, int(ray.cluster_resources().get("CPU", workers) // workers))
     resources = {"CPU": cpus, **({"GPU": gpus_per_worker} if use_gpu else {})}
     run_dir = (Path(cfg.run.out) / cfg.run.name).resolve()
+    if (run_dir / "last.pt").exists() and not resume:
+        raise LaunchError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out.")
     storage = run_dir / "ray"
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config={"cfg": to_dict(_absolute_out(cfg)), "resume": resume, "threads": cpus},
+        train_loop_config={"cfg": to_dict(_absolute_out(cfg)), "threads": cpus},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=120),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources),
         run_config=RunConfig(name="train", storage_path=str(storage),

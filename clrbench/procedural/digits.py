@@ -21,7 +21,15 @@ _STREAM_GLYPHS = 0x619
 # segments lit for each digit (a top, b upper right, c lower right, d bottom, e lower left,
 # f upper left, g middle).
 _NODES = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0, 2], [1, 2]], np.float32)
-_SEGMENTS = {"a": (0, 1), "b": (1, 3), "c": (3, 5), "d": (4, 5), "e": (2, 4), "f": (0, 2), "g": (2, 3)}
+_SEGMENTS = {
+    "a": (0, 1),
+    "b": (1, 3),
+    "c": (3, 5),
+    "d": (4, 5),
+    "e": (2, 4),
+    "f": (0, 2),
+    "g": (2, 3),
+}
 _LIT = ("abcdef", "bc", "abged", "abgcd", "fgbc", "afgcd", "afgedc", "abc", "abcdefg", "abcdfg")
 
 
@@ -38,7 +46,7 @@ def bicubic_matrix(src: int, dst: int) -> Array:
     for i in range(src):
         row = np.zeros((1, src), np.float32)
         row[0, i] = 1.0
-        a[:, i] = np.asarray(Image.fromarray(row, mode="F").resize((dst, 1), Image.BICUBIC))[0]
+        a[:, i] = np.asarray(Image.fromarray(row, mode="F").resize((dst, 1), Image.Resampling.BICUBIC))[0]
     return a
 
 

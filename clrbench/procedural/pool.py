@@ -86,7 +86,9 @@ def embedded_dataset(n: int = 20000, seed: int = 0, size: int = 32) -> tuple[Arr
         labels: (n,) int64 in [0, 37): generator family and class, see :data:`LABEL_OFFSETS`.
     """
     parts = [_family(name, k, seed, size) for name, k in family_counts(n).items() if k]
-    images = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, size, size, 3), np.uint8)
+    images = (
+        np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, size, size, 3), np.uint8)
+    )
     labels = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     order = render.rng_for(seed, _POOL_SALT).permutation(n)
     return images[order], labels[order]

@@ -131,6 +131,8 @@ def smooth_noise(rng: np.random.Generator, m: int, size: int, cells: Array) -> A
     Returns:
         (m, size, size) float32 in [0, 1].
     """
+    if m == 0:
+        return np.zeros((0, size, size), np.float32)
     top = int(cells.max()) + 1
     lattice = rng.random((m, top + 1, top + 1), dtype=np.float32)
     pos = (np.arange(size, dtype=np.float32) + 0.5) / size  # (S,) in (0, 1)

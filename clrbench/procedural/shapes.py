@@ -16,7 +16,14 @@ from clrbench.procedural import render
 from clrbench.procedural.render import Array
 
 SHAPE_NAMES: tuple[str, ...] = (
-    "circle", "square", "triangle", "plus", "ring", "star", "crescent", "ell",
+    "circle",
+    "square",
+    "triangle",
+    "plus",
+    "ring",
+    "star",
+    "crescent",
+    "ell",
 )
 NUM_SHAPES = len(SHAPE_NAMES)
 
@@ -80,9 +87,7 @@ def shape_alpha(
     return alpha
 
 
-def _paint(
-    rng: np.random.Generator, images: Array, bg_colour: Array, alpha: Array
-) -> Array:
+def _paint(rng: np.random.Generator, images: Array, bg_colour: Array, alpha: Array) -> Array:
     """Fills the masked shapes with a colour that contrasts with the background, mottled."""
     m, size = len(images), images.shape[1]
     fg = render.contrasting(rng, bg_colour)
@@ -120,7 +125,9 @@ def make_shapes(n: int, seed: int, size: int = 32) -> tuple[Array, Array]:
     """
     rng = render.rng_for(seed, _STREAM_SHAPES)
     labels = render.balanced_labels(rng, n, NUM_SHAPES)
-    images = render.render_chunked(n, size, rng, lambda r, rows: _draw_shapes(r, labels[rows], size))
+    images = render.render_chunked(
+        n, size, rng, lambda r, rows: _draw_shapes(r, labels[rows], size)
+    )
     return images, labels
 
 

@@ -16,7 +16,14 @@ from clrbench.procedural import render
 from clrbench.procedural.render import Array
 
 TEXTURE_NAMES: tuple[str, ...] = (
-    "stripes", "checker", "dots", "grid", "waves", "zigzag", "blobs", "rings",
+    "stripes",
+    "checker",
+    "dots",
+    "grid",
+    "waves",
+    "zigzag",
+    "blobs",
+    "rings",
 )
 NUM_TEXTURES = len(TEXTURE_NAMES)
 
@@ -50,7 +57,9 @@ def _checker(rng: np.random.Generator, s: Array, t: Array) -> Array:
     return render.soft_step(wave, w)
 
 
-def _cells(rng: np.random.Generator, s: Array, t: Array, lo: float, hi: float) -> tuple[Array, Array]:
+def _cells(
+    rng: np.random.Generator, s: Array, t: Array, lo: float, hi: float
+) -> tuple[Array, Array]:
     """Position inside a square lattice cell, each coordinate in [-0.5, 0.5) cell units."""
     m = len(s)
     f = _u(rng, lo, hi, m) / 2
@@ -74,7 +83,7 @@ def _grid(rng: np.random.Generator, s: Array, t: Array) -> Array:
 
 def _waves(rng: np.random.Generator, s: Array, t: Array) -> Array:
     m = len(s)
-    bend = _u(rng, 1.5, 3.5, m) * np.sin(np.pi * _u(rng, 1, 2.5, m) * t + _u(rng, 0, 6.3, m))
+    bend = _u(rng, 2.5, 4, m) * np.sin(np.pi * _u(rng, 1, 2, m) * t + _u(rng, 0, 6.3, m))
     return _edge(rng, np.sin(np.pi * _u(rng, 2, 5, m) * s + bend + _u(rng, 0, 6.3, m)))
 
 
@@ -94,13 +103,12 @@ def _blobs(rng: np.random.Generator, s: Array, t: Array) -> Array:
 
 def _rings(rng: np.random.Generator, s: Array, t: Array) -> Array:
     m = len(s)
-    rho = np.hypot(s - _u(rng, -1.2, 1.2, m), t - _u(rng, -1.2, 1.2, m))
+    # Centre inside the image, so the curvature that tells rings from stripes is visible.
+    rho = np.hypot(s - _u(rng, -0.6, 0.6, m), t - _u(rng, -0.6, 0.6, m))
     return _edge(rng, np.sin(np.pi * _u(rng, 2, 5, m) * rho + _u(rng, 0, 6.3, m)))
 
 
-PATTERNS: tuple[Pattern, ...] = (
-    _stripes, _checker, _dots, _grid, _waves, _zigzag, _blobs, _rings,
-)
+PATTERNS: tuple[Pattern, ...] = (_stripes, _checker, _dots, _grid, _waves, _zigzag, _blobs, _rings)
 
 
 def texture_maps(rng: np.random.Generator, classes: Array, size: int) -> Array:

@@ -1,32 +1,35 @@
-"""L-BFGS for the L2-regularised logistic regression path of the linear probe, in torch.
+"""L-BFGS along a lambda path of L2-regularised logistic regression, in torch, for the linear probe.
 
-The objective is the one scikit-learn's ``LogisticRegression(solver="lbfgs")`` minimises, times
-its number of examples (Kornblith et al. 2019, protocol.md §2.1): the summed cross-entropy plus
-(lambda / 2) * ||W||^2, bias unpenalised. Two things make a 45-point path cheap (Nocedal & Wright,
-"Numerical Optimization", 2006, ch. 7): the curvature pairs are carried from one lambda to the next
-(the penalty's gradient is linear in the weights, so each pair is corrected exactly), and the
-initial inverse Hessian is a preconditioner built from the features' Gram matrix instead of a
-scaled identity. Both change the route to the optimum, never the optimum or the stopping rule.
+References: Nocedal & Wright, "Numerical Optimization" (2006), ch. 7 (L-BFGS); Halko, Martinsson &
+Tropp, SIAM Review 2011 (randomised eigenpairs); protocol.md §2.1 (the objective).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+# Below this many multiply-adds per matmul (examples * dims * outputs) a CPU solve uses one thread.
+SMALL_WORK = 1 << 26
+
 
 class Objective:
     """Summed logistic loss + (lam / 2) * ||W||^2 over theta = [W; b], shape (r + 1, K).
+
+    This is scikit-learn's ``LogisticRegression`` objective times the number of examples, with
+    lam = 1 / C; the bias is not penalised.
 
     Args:
         x: (n, r + 1) features with a trailing column of ones (the bias input).
         targets: (n,) int64 class indices for "softmax", or (n, K) 0/1 floats for "sigmoid"
             (independent binary problems, one per column).
         kind: "softmax" (multinomial) or "sigmoid" (one-vs-rest columns).
+        n_outputs: K, the number of columns of theta.
     """
 
     def __init__(self, x: Tensor, targets: Tensor, kind: str, n_outputs: int) -> None:
@@ -38,9 +41,19 @@ class Objective:
         # Only the weight rows are penalised: the last row of theta is the bias.
         self.mask = torch.ones(x.shape[1], 1, dtype=x.dtype, device=x.device)
         self.mask[-1] = 0.0
+        self._last: tuple[Tensor, float, Tensor, float] | None = None
 
-    def __call__(self, theta: Tensor) -> tuple[float, Tensor, Tensor]:
-        """Loss (float64), gradient (r + 1, K) and probabilities (n, K) at theta."""
+    def at(self, theta: Tensor) -> tuple[float, Tensor]:
+        """Loss and gradient at theta, re-priced without evaluating if theta was the last point
+        evaluated (at any lambda): only the penalty depends on lambda, and it is linear in it."""
+        if self._last is None or self._last[0] is not theta:
+            return self(theta)
+        _, value, grad, lam = self._last
+        step = self.lam - lam
+        return value + 0.5 * step * float(theta[:-1].double().pow(2).sum()), grad + step * self.mask * theta
+
+    def __call__(self, theta: Tensor) -> tuple[float, Tensor]:
+        """Loss (a float64 sum) and gradient (r + 1, K) at theta."""
         self.n_evals += 1
         z = self.x @ theta
         if self.kind == "softmax":
@@ -53,14 +66,17 @@ class Objective:
         # Mean of p (1 - p): the scale of the data term's Hessian, for the preconditioner.
         self.curvature = float((prob * (1 - prob)).mean())
         value = float(data) + 0.5 * self.lam * float(theta[:-1].double().pow(2).sum())
-        return value, grad, prob
+        self._last = (theta, value, grad, self.lam)
+        return value, grad
 
 
 @dataclass
 class Lbfgs:
     """Limited-memory BFGS whose memory survives a change of lambda.
 
-    Pairs are stored as (s, y - lam * mask * s), the data part of the gradient change, and
+    Two things make a 45-point path cheap, and neither changes the optimum or the stopping rule:
+    the curvature pairs carry over from one lambda to the next, and the initial inverse Hessian
+    is a preconditioner (see Preconditioner) instead of a scaled identity. Pairs are stored as (s, y - lam * mask * s), the data part of the gradient change, and
     re-priced at the current lambda, which is exact because the penalty's gradient is linear.
 
     Attributes:
@@ -113,9 +129,12 @@ class Lbfgs:
             (theta, iterations, converged).
         """
         lam = f.lam
-        hist = [(s, yd + lam * f.mask * s) for s, yd in self.pairs]
-        hist = [(s, y, 1.0 / float(torch.vdot(s.flatten(), y.flatten()))) for s, y in hist]
-        value, g, _ = f(theta)
+        # Re-price the stored pairs at this lambda: y = (data part of y) + lam * mask * s.
+        hist: list[tuple[Tensor, Tensor, float]] = []
+        for s, yd in self.pairs:
+            y = yd + lam * f.mask * s
+            hist.append((s, y, 1.0 / float(torch.vdot(s.flatten(), y.flatten()))))
+        value, g = f.at(theta)  # free when theta is the previous lambda's solution
         for it in range(max_iter):
             if converged(g):
                 return theta, it, True
@@ -149,7 +168,7 @@ class Lbfgs:
         t = 1.0
         for _ in range(self.max_linesearch):
             trial = theta + t * step
-            v, gt, _ = f(trial)
+            v, gt = f(trial)
             dt = float(torch.vdot(gt.flatten(), step.flatten()))
             if dt <= 0 or v <= value + 1e-4 * t * d0:
                 return trial, v, gt
@@ -210,3 +229,22 @@ class Preconditioner:
             return torch.cat([out, p_bias * g[-1:]], 0)
 
         return apply
+
+
+@contextmanager
+def threads_for(work: int, device: torch.device) -> Iterator[None]:
+    """One torch thread for a small CPU solve (work: multiply-adds per matmul), else the caller's.
+
+    A small solve is a long chain of small matmuls; with several OpenMP threads each one ends at
+    a barrier, and on a busy machine waiting there costs more than the arithmetic (a 64-d digits
+    probe took 29 s with 2 threads on 2 shared cores and 0.5 s with one).
+    """
+    before = torch.get_num_threads()
+    small = device.type == "cpu" and work < SMALL_WORK and before > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)

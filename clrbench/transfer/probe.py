@@ -1,14 +1,7 @@
-"""The linear probe of Kornblith et al. 2019 on frozen features: lambda swept on val, refit, test.
+"""The linear probe on frozen features: lambda swept on train, chosen on val, refit, scored on test.
 
-Reference: Kornblith, Shlens, Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019, as used
-by SimCLR (Chen et al. 2020, appendix B.8.1); protocol.md §2.1. The model is scikit-learn's
-``LogisticRegression(solver="lbfgs", C=1/lambda)``: multinomial for more than two classes, binomial
-for two, one binary problem per column for multi-label (VOC2007), bias unpenalised, stopped by
-scikit-learn's rule (max |gradient of the mean loss| <= tol). Only the route to that optimum is
-ours (lbfgs.py): the features are centred and, when there are fewer examples than dimensions,
-expressed in an orthonormal basis of their row span. Both are exact reparametrisations: the
-unpenalised bias absorbs the centring, an orthonormal basis keeps ||W||, and the optimal W lies
-in the row span. Nothing is standardised.
+References: Kornblith, Shlens & Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019, as used
+by SimCLR (Chen et al. 2020, appendix B.8.1); protocol.md §2.1.
 """
 
 from __future__ import annotations
@@ -25,7 +18,7 @@ import torch
 from torch import Tensor
 
 from clrbench.transfer import metrics
-from clrbench.transfer.lbfgs import Lbfgs, Objective, Preconditioner
+from clrbench.transfer.lbfgs import Lbfgs, Objective, Preconditioner, threads_for
 
 # Leading eigenpairs of the features' Gram kept by the preconditioner (lbfgs.Preconditioner).
 _RANK = 256
@@ -47,11 +40,14 @@ class ProbeResult:
         test: test metric in percent (0-100), of the model refitted on train+val.
         best_lambda: the lambda with the best val score; ties go to the larger lambda.
         val_curve: (lambda, val score in percent) for every lambda of the grid, in grid order.
-            Every point is fitted and scored; none is skipped or interpolated.
+            Every point is fitted to the tolerance and scored; none is skipped or interpolated.
+            A warm start that already meets the tolerance is that point's fit, as in
+            scikit-learn (0 iterations; typical of the smallest lambdas).
         test_scores: (n_test, C) decision values (logits; for map11 one logit per class).
         seconds: wall time of the whole probe.
         n_train, n_val, n_test: examples in each split.
         n_evals: loss-and-gradient evaluations spent (sweep + refit), a machine-free cost.
+        iterations: L-BFGS iterations per solve, in solve order (largest lambda first, refit last).
     """
 
     metric: str
@@ -80,7 +76,13 @@ class ProbeInputError(ValueError):
 
 
 class _Design:
-    """Train+val features centred, reduced to their row span when n < d, with a ones column."""
+    """Train+val features centred, reduced to their row span when n < d, with a ones column.
+
+    Both are exact reparametrisations of scikit-learn's problem, not a change of it (nothing is
+    standardised): the unpenalised bias absorbs the centring, an orthonormal basis keeps ||W||,
+    and the optimal W lies in the span of the centred rows. They only make L-BFGS converge faster
+    (the mean of non-negative pooled features dominates their Gram) and, for n < d, cheaper.
+    """
 
     def __init__(self, train_x: np.ndarray, val_x: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -204,8 +206,10 @@ def _sweep(solver: _Solver, lambdas: np.ndarray, metric: str, val_y: np.ndarray,
     curve: dict[float, float] = {}
     best: tuple[float, float, Tensor] | None = None
     for lam in sorted(lambdas.tolist(), reverse=True):
-        theta = solver.solve(f, theta, lam, n_tr)
-        curve[lam] = 100.0 * metrics.score(metric, val_y, t.scores(d.x[n_tr:] @ theta), val_ignore)
+        moved = solver.solve(f, theta, lam, n_tr)
+        if moved is not theta or not curve:  # an unchanged solution keeps its val score
+            val = 100.0 * metrics.score(metric, val_y, t.scores(d.x[n_tr:] @ moved), val_ignore)
+        theta, curve[lam] = moved, val
         if callback is not None:
             callback(lam, curve[lam])
         if best is None or curve[lam] > best[0]:  # strict: a tie keeps the larger lambda, met first
@@ -223,7 +227,12 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
               callback: Callable[[float, float], None] | None = None) -> ProbeResult:
     """Sweep lambda on train, choose it on val, refit on train+val, score test (protocol.md §2.1).
 
-    The test arrays are read only after lambda is chosen (their shapes are checked first).
+    The model at each lambda is scikit-learn's ``LogisticRegression(solver="lbfgs", C=1/lambda)``:
+    multinomial for more than two classes, binomial for two, one binary problem per column for
+    multi-label labels, bias unpenalised, stopped by its rule (max |gradient of the mean loss| <=
+    tol). The path is swept largest lambda first, each fit warm-started from the previous one;
+    ties on val go to the larger lambda. The test arrays are read only after lambda is chosen
+    (their shapes are checked first).
 
     Args:
         train_x, val_x, test_x: (n_split, d) features.
@@ -252,24 +261,35 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
     task = _Task(seen["train_y"], seen["val_y"], dev)
     if not task.multilabel and len(np.unique(seen["train_y"])) < 2:
         raise ProbeInputError("train_y holds a single class; a classifier needs at least two.")
-    solver = _Solver(_Design(seen["train_x"], seen["val_x"], dev, dtype), task, tol, max_iter, _RANK)
-    curve, best_lambda, theta = _sweep(solver, grid, metric, seen["val_y"], val_ignore, callback)
-    # Refit on train+val at the chosen lambda, from the train solution; old curvature pairs
-    # describe the train-only loss, so they go.
-    solver.lbfgs.reset()
-    both = Objective(solver.design.x, task.both, task.kind, task.n_out)
-    theta = solver.solve(both, theta, best_lambda, len(solver.design.x))
-    solver.n_evals += both.n_evals
-    # Only now is test read.
-    test_x, test_y = _check_values("test_x", np.asarray(test_x)), _check_values("test_y", np.asarray(test_y))
-    w = solver.design.weights(theta)
-    x = torch.from_numpy(np.ascontiguousarray(test_x)).to(device=dev, dtype=w.dtype)
-    test_scores = task.scores((x - solver.design.mu) @ w + theta[-1])
-    test = 100.0 * metrics.score(metric, test_y, test_scores, test_ignore)
+    n, d = len(seen["train_x"]) + len(seen["val_x"]), seen["train_x"].shape[1]
+    with threads_for(n * min(n, d) * task.n_out, dev):
+        solver = _Solver(_Design(seen["train_x"], seen["val_x"], dev, dtype), task, tol, max_iter, _RANK)
+        curve, best_lambda, theta = _sweep(solver, grid, metric, seen["val_y"], val_ignore, callback)
+        test_x, test_scores, test = _refit_and_test(solver, theta, best_lambda, test_x, test_y, metric, test_ignore)
     return ProbeResult(metric=metric, test=test, best_lambda=float(best_lambda),
                        val_curve=[(float(lam), curve[float(lam)]) for lam in grid], test_scores=test_scores,
                        seconds=time.perf_counter() - t_start, n_train=len(seen["train_x"]), n_val=len(seen["val_x"]),
                        n_test=len(test_x), n_evals=solver.n_evals, iterations=solver.iterations)
+
+
+def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, test_y: Any, metric: str,
+                    test_ignore: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Refit on train+val at lam from the train solution, then, and only then, read test.
+
+    Returns:
+        (test_x as read, (n_test, C) test decision values, test metric in percent).
+    """
+    # The curvature pairs describe the train-only loss; the train+val loss needs its own.
+    solver.lbfgs.reset()
+    both = Objective(solver.design.x, solver.task.both, solver.task.kind, solver.task.n_out)
+    theta = solver.solve(both, theta, lam, len(solver.design.x))
+    solver.n_evals += both.n_evals
+    test_x, test_y = _check_values("test_x", np.asarray(test_x)), _check_values("test_y", np.asarray(test_y))
+    w = solver.design.weights(theta)
+    x = torch.from_numpy(np.ascontiguousarray(test_x)).to(device=w.device, dtype=w.dtype)
+    # Centred as in the fit: x @ w - mu @ w would cancel digits in float32.
+    test_scores = solver.task.scores((x - solver.design.mu) @ w + theta[-1])
+    return test_x, test_scores, 100.0 * metrics.score(metric, test_y, test_scores, test_ignore)
 
 
 # ----------------------------------------------------------------------------- input checks
