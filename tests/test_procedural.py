@@ -76,7 +76,7 @@ def test_digits_are_the_1797_sklearn_digits_upscaled_like_pil() -> None:
     from sklearn.datasets import load_digits
 
     raw = load_digits().images[5].astype(np.float32) * (255 / 16)
-    pil = np.asarray(Image.fromarray(raw, mode="F").resize((32, 32), Image.Resampling.BICUBIC))
+    pil = np.asarray(Image.fromarray(raw).resize((32, 32), Image.Resampling.BICUBIC))
     np.testing.assert_allclose(images[5, ..., 0], np.clip(pil, 0, 255), atol=1.0)
 
 

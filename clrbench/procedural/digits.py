@@ -46,7 +46,7 @@ def bicubic_matrix(src: int, dst: int) -> Array:
     for i in range(src):
         row = np.zeros((1, src), np.float32)
         row[0, i] = 1.0
-        a[:, i] = np.asarray(Image.fromarray(row, mode="F").resize((dst, 1), Image.Resampling.BICUBIC))[0]
+        a[:, i] = np.asarray(Image.fromarray(row).resize((dst, 1), Image.Resampling.BICUBIC))[0]
     return a
 
 

@@ -276,6 +276,9 @@ def _step(cfg, net, probe, opt, probe_opt, a, b, labels, device) -> tuple[float,
         probe_loss = F.cross_entropy(out, labels)
         probe_opt.zero_grad(set_to_none=True)
         probe_loss.backward()
+        for p in probe.parameters():  # the probe is not DDP-wrapped: average its gradients here
+            if p.grad is not None and dist.world_size() > 1:
+                p.grad.copy_(dist.all_reduce_mean(p.grad))
         probe_opt.step()
         probe_acc = (out.argmax(1) == labels).float().mean().item()
     return loss.item(), acc, probe_acc
