@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from clrbench.checkpoint import CheckpointError, atomic_torch_save, load, load_clrbench, sha256_state
+from clrbench.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    load,
+    load_clrbench,
+    sha256_state,
+)
 
 MARK = Path("/tmp/clrbench-pwned")
 

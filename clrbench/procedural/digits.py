@@ -133,7 +133,7 @@ def make_glyphs(n: int, seed: int, size: int = 32) -> tuple[Array, Array]:
     """Seven-segment digits drawn with jitter, slant and stroke width, in the sklearn digits' style.
 
     Args:
-        n: number of images; seed: any int; size: output side in pixels.
+        n: number of images; seed: a non-negative int; size: output side in pixels.
 
     Returns:
         images: (n, size, size, 3) uint8 grey; labels: (n,) int64 digit in [0, 10), balanced.

@@ -98,7 +98,9 @@ def _zigzag(rng: np.random.Generator, s: Array, t: Array) -> Array:
 def _blobs(rng: np.random.Generator, s: Array, t: Array) -> Array:
     m, size = len(s), s.shape[1]
     noise = render.smooth_noise(rng, m, size, rng.integers(3, 7, m))
-    return render.soft_step(noise - _u(rng, 0.4, 0.6, m), _u(rng, 0.02, 0.2, m))
+    # Threshold near each image's own median, so no blob image comes out a flat colour.
+    level = np.median(noise, axis=(1, 2), keepdims=True) + _u(rng, -0.08, 0.08, m)
+    return render.soft_step(noise - level, _u(rng, 0.02, 0.2, m))
 
 
 def _rings(rng: np.random.Generator, s: Array, t: Array) -> Array:
@@ -150,7 +152,7 @@ def make_textures(n: int, seed: int, size: int = 32) -> tuple[Array, Array]:
 
     Args:
         n: number of images.
-        seed: any int; equal seeds give equal outputs.
+        seed: a non-negative int; equal seeds give equal outputs.
         size: image side in pixels.
 
     Returns:

@@ -23,11 +23,24 @@ import torch.nn.functional as F
 import yaml
 
 from clrbench import dist
-from clrbench.checkpoint import FORMAT, FORMAT_VERSION, atomic_torch_save, encoder_metadata, version_info
+from clrbench.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    atomic_torch_save,
+    encoder_metadata,
+    version_info,
+)
 from clrbench.checkpoint import load_clrbench as load_checkpoint
 from clrbench.config import Derived, PretrainConfig, derive, to_dict
 from clrbench.log import MetricsWriter, logger
-from clrbench.simclr.data import ArraySource, Source, epoch_order, file_batches, local_indices, open_source
+from clrbench.simclr.data import (
+    ArraySource,
+    Source,
+    epoch_order,
+    file_batches,
+    local_indices,
+    open_source,
+)
 from clrbench.simclr.model import OnlineProbe, SimCLR
 
 Reporter = Callable[[dict[str, Any]], None]
@@ -98,7 +111,6 @@ class _Batches:
             self.augment = TwoViewAugment(cfg.augment).to(device)
             self.images = torch.from_numpy(source.images).permute(0, 3, 1, 2)  # (n, 3, H, W) uint8 view
         elif self.in_memory:
-            from clrbench.simclr.data import FileSource
             raise TrainingError("augment.backend torchvision is not supported for in-memory sources; use auto.")
         self.labels = None if source.labels is None else torch.from_numpy(np.asarray(source.labels)).long()
 

@@ -72,10 +72,9 @@ def run_job(job: EvalJob) -> Record:
 
 
 def _task(job: EvalJob) -> Any:
+    from clrbench.transfer.datasets import DatasetError
     from clrbench.transfer.splits import load_task
     from clrbench.transfer.taskcard import load_cards
-
-    from clrbench.transfer.datasets import DatasetError
 
     card = load_cards(job.tasks_dir)[job.task]
     root = Path(job.data_root) if job.data_root else None

@@ -76,12 +76,12 @@ class ProbeInputError(ValueError):
 
 
 class _Design:
-    """Train+val features centred, reduced to their row span when n < d, with a ones column.
+    """Train+val features centred, reduced to their row span when n <= d / 2, plus a ones column.
 
     Both are exact reparametrisations of scikit-learn's problem, not a change of it (nothing is
     standardised): the unpenalised bias absorbs the centring, an orthonormal basis keeps ||W||,
     and the optimal W lies in the span of the centred rows. They only make L-BFGS converge faster
-    (the mean of non-negative pooled features dominates their Gram) and, for n < d, cheaper.
+    (the mean of non-negative pooled features dominates their Gram) and, for n <= d / 2, cheaper.
     """
 
     def __init__(self, train_x: np.ndarray, val_x: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
@@ -91,8 +91,9 @@ class _Design:
         a = a - self.mu
         self.n_train, self.d = len(train_x), a.shape[1]
         self.basis: Tensor | None = None
-        if a.shape[0] < a.shape[1]:
+        if 2 * a.shape[0] <= a.shape[1]:
             # a.T = Q R with Q (d, n) orthonormal, so a @ Q = R.T: n coordinates instead of d.
+            # The QR costs ~4 d n^2, repaid within a few evaluations when n <= d / 2.
             self.basis, r = torch.linalg.qr(a.T)
             a = r.T.contiguous()
         self.centred = a

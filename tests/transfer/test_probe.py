@@ -89,7 +89,7 @@ def test_converged_val_curve_matches_sklearn() -> None:
 @pytest.mark.parametrize(("n", "d", "k"), [(150, 20, 4), (60, 200, 3), (150, 20, 2)])
 def test_solution_is_sklearns_model(n: int, d: int, k: int) -> None:
     # One lambda: the probe refits on train+val, which must be sklearn's C = 1/lambda model
-    # (summed loss, unpenalised bias; binomial for two classes). (60, 200): n < d, so the
+    # (summed loss, unpenalised bias; binomial for two classes). (60, 200): n <= d / 2, so the
     # solve runs in the row span of the features.
     x, y = _blobs(n=n + 20, d=d, k=k, seed=2)
     lam = 3.0

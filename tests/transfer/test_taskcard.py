@@ -9,7 +9,6 @@ import yaml
 
 from clrbench.config import ConfigError
 from clrbench.transfer.taskcard import (
-    FinetuneProtocol,
     LinearProtocol,
     cards_dir,
     load_card,

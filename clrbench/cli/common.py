@@ -1,0 +1,62 @@
+"""What every command shares: the Typer app, the two consoles, and the guard that turns
+known bad-input errors into one sentence and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="clrbench", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="SimCLR pretraining and the 12-dataset transfer benchmark (Kornblith et al. 2019).",
+)
+console = Console(stderr=True)
+stdout = Console()
+
+# Errors that mean "bad input": one sentence and exit 2. (module, class) so nothing is imported.
+_USER_ERRORS = [
+    ("clrbench.config", "ConfigError"), ("clrbench.registry", "UnknownNameError"),
+    ("clrbench.simclr.data", "DataError"), ("clrbench.simclr.train", "TrainingError"),
+    ("clrbench.checkpoint", "CheckpointError"), ("clrbench.transfer.datasets", "DatasetError"),
+    ("clrbench.transfer.probe", "ProbeInputError"), ("clrbench.records", "RecordError"),
+    ("clrbench.dist", "DistError"), ("clrbench.launch", "LaunchError"),
+    ("clrbench.transfer.jobs", "EvalError"), ("clrbench.adapters", "AdapterError"),
+]
+
+
+def _is_user_error(e: BaseException) -> bool:
+    for mod, name in _USER_ERRORS:
+        cls = getattr(sys.modules.get(mod), name, None)
+        if cls is not None and isinstance(e, cls):
+            return True
+    return False
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Any) -> Any:
+    """Turn known bad-input errors into one sentence and a non-zero exit."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted; what was saved (checkpoints, records) is kept.", 130)
+        except Exception as e:  # noqa: BLE001 - filtered just below
+            if _is_user_error(e):
+                fail(str(e))
+            if isinstance(e, OSError) and e.errno == 28:
+                fail(f"the disk is full ({e.filename or ''}); the previous checkpoint or record is intact.")
+            raise
+
+    return wrapper

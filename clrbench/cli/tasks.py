@@ -1,0 +1,143 @@
+"""`clrbench tasks` (cards) and `clrbench data` (download, verify)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clrbench.cli.common import _guard, app, console, fail, stdout
+
+tasks_app = typer.Typer(no_args_is_help=True, help="List, show and validate task cards.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and check the twelve transfer datasets.")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(data_app, name="data")
+
+
+@tasks_app.command("ls")
+@_guard
+def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None) -> None:
+    """List the task cards with their metric and split sizes."""
+    from rich.table import Table
+
+    from clrbench.transfer.taskcard import load_cards
+
+    t = Table(title="clrbench tasks")
+    for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "title"):
+        t.add_column(col, justify="right" if col in ("v", "classes", "train", "val", "test") else "left")
+    for c in load_cards(tasks_dir).values():
+        s = c.expected_sizes
+        t.add_row(c.name, str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
+                  f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", c.title)
+    stdout.print(t)
+
+
+@tasks_app.command("show")
+@_guard
+def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Print one card in full."""
+    import yaml
+
+    from clrbench.config import to_dict
+    from clrbench.transfer.taskcard import load_cards, select_tasks
+
+    card = select_tasks(name, load_cards(tasks_dir))[0]
+    stdout.print(yaml.safe_dump(to_dict(card), sort_keys=False))
+
+
+@tasks_app.command("validate")
+@_guard
+def tasks_validate(tasks_dir: Annotated[Path | None, typer.Option()] = None) -> None:
+    """Load and check every card and protocol; exit non-zero on the first problem."""
+    from clrbench.transfer.taskcard import cards_dir, load_cards, load_protocol
+
+    cards = load_cards(tasks_dir)
+    pdir = (tasks_dir or cards_dir()) / "protocols"
+    protos = [load_protocol(p) for p in sorted(pdir.glob("*.yaml"))]
+    stdout.print(f"{len(cards)} cards and {len(protos)} protocols are valid.")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _data_root(root: Path | None) -> Path:
+    value = root or (Path(os.environ["CLRBENCH_DATA"]) if os.environ.get("CLRBENCH_DATA") else None)
+    if value is None:
+        fail("no data root: pass --root DIR or set CLRBENCH_DATA.")
+    return value
+
+
+class _FileBars:
+    """rich progress bars, one per file, fed by the fetch module's progress(label, done, total)."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                             TransferSpeedColumn(), console=console)
+        self.ids: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int | None) -> None:
+        if label not in self.ids:
+            self.ids[label] = self.bars.add_task(label, total=total)
+        self.bars.update(self.ids[label], completed=done, total=total)
+
+
+@data_app.command("download", epilog="Example: clrbench data download --tasks dtd,flowers102,pets --root ~/data")
+@_guard
+def data_download(
+    tasks: Annotated[str, typer.Option(help="all, or a comma list of the twelve task names.")] = "all",
+    root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel downloads for Birdsnap's image list.")] = 16,
+    tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+) -> None:
+    """Fetch what can still be fetched (resumable, md5-checked); print the manual steps for the rest."""
+    from clrbench.transfer.fetch import download_tasks
+    from clrbench.transfer.taskcard import load_cards, select_tasks
+
+    cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
+    bars = _FileBars()
+    with bars.bars:
+        reports = download_tasks(cards, _data_root(root), progress=bars, workers=workers)
+    for r in reports:
+        colour = "green" if r.ok else ("yellow" if r.status == "manual" else "red")
+        stdout.print(f"[{colour}]{r.task:<11} {r.status:<10}[/] {r.message}", highlight=False)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@data_app.command("verify", epilog="Example: clrbench data verify --tasks all --root ~/data")
+@_guard
+def data_verify(
+    tasks: Annotated[str, typer.Option(help="all, or a comma list of task names.")] = "all",
+    root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
+    md5: Annotated[bool, typer.Option(help="Check archive md5 sums where known (slow for big files).")] = True,
+    tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+) -> None:
+    """A table per dataset: files present / missing, classes, split sizes vs the card; exit 1 if anything differs."""
+    from rich.table import Table
+
+    from clrbench.transfer.fetch import verify_tasks
+    from clrbench.transfer.taskcard import load_cards, select_tasks
+
+    cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
+    reports = verify_tasks(cards, _data_root(root), check_md5=md5)
+    t = Table(title="clrbench data verify")
+    for col in ("task", "status", "classes", "train", "val", "test", "differences"):
+        t.add_column(col, overflow="fold")
+    for r in reports:
+        sizes = [f"{r.sizes.get(s, '-')}/{r.expected_sizes.get(s, '-')}" for s in ("train", "val", "test")]
+        colour = "green" if r.status == "ok" else ("yellow" if r.ok else "red")
+        t.add_row(r.task, f"[{colour}]{r.status}[/]", f"{r.num_classes}/{r.expected_classes}", *sizes,
+                  " ".join(r.diff + r.notes) or "-")
+    stdout.print(t)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
