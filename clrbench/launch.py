@@ -7,6 +7,7 @@ this module is the only place that knows how processes are started.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,26 @@ def _ray_worker(config: dict[str, Any]) -> None:
     train_loop(cfg, resume=True, on_checkpoint=report)
 
 
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, with one sentence, when ``HOST:PORT`` does not answer.
+
+    ray.init retries an unreachable GCS for minutes before giving up; a TCP connect with a
+    short timeout tells the user at once. ``None`` / ``auto`` / ``local`` are Ray's own look-ups
+    and answer quickly by themselves.
+    """
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise LaunchError(f"Ray address {address!r} is not HOST:PORT (or auto).")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise LaunchError(f"No Ray cluster answers at {address} ({e.strerror or e}); start one with "
+                          "`ray start --head` there, or pass --address auto for the local one.") from None
+
+
 def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float,
          address: str | None) -> Any:
     """Ray Train's TorchTrainer over ``workers`` processes; a dead worker restarts from the last checkpoint."""
@@ -130,6 +151,7 @@ def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float
         raise LaunchError(f"optim.batch_size_global={cfg.optim.batch_size_global} is not divisible by "
                           f"--workers {workers}.")
     if not ray.is_initialized():
+        check_ray_address(address)
         try:
             ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -84,3 +84,19 @@ def test_ray_train_two_workers_survive_a_killed_worker(tmp_path: Path) -> None:
     assert proc.returncode == 0, "".join(output)[-4000:]
     ckpt = load_clrbench(tmp_path / "ray" / "last.pt")
     assert ckpt["step"] == 12 and ckpt["world_size"] == 2
+
+
+def test_unreachable_ray_address_fails_in_seconds() -> None:
+    """ray.init retries a dead address for minutes; the launcher answers at once, in one sentence."""
+    import socket
+
+    from clrbench.launch import LaunchError, check_ray_address
+
+    with socket.socket() as s:  # a port nobody listens on: bind, read it, close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(LaunchError, match="No Ray cluster answers"):
+        check_ray_address(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(LaunchError, match="not HOST:PORT"):
+        check_ray_address("nonsense")
+    check_ray_address("auto")  # Ray's own look-up: not ours to check

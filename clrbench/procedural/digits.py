@@ -82,9 +82,9 @@ def digits_rgb(size: int = 32) -> tuple[Array, Array]:
 def digits_test_mask(labels: Array, test_fraction: float = 0.3, seed: int = 0) -> Array:
     """The quick suite's stratified test draw over the sklearn digits.
 
-    This is the exact rule of ``clrbench.transfer.datasets`` (loader ``quick_digits``); the
-    embedded pretraining pool uses only the complement, so no digits test image is ever seen
-    in pretraining. Keep the two in step (ideally the loader calls this function).
+    The loader ``quick_digits`` (``clrbench.transfer.datasets``) calls this for its test split
+    and the embedded pretraining pool keeps only the complement, so no digits test image is
+    ever seen in pretraining.
 
     Args:
         labels: (1797,) digit labels, in the order :func:`digits_rgb` returns them.

@@ -152,17 +152,17 @@ LOADERS.add("quick_scenes", _quick_procedural("scenes"))
 
 @LOADERS.register("quick_digits")
 def _quick_digits(root: Path | None, split: str, test_fraction: float = 0.3, seed: int = 0) -> LabeledImages:
-    """scikit-learn's 1,797 digits, split once into train / test by a fixed stratified draw."""
+    """scikit-learn's 1,797 digits, split once into train / test by a fixed stratified draw.
+
+    The draw is :func:`clrbench.procedural.digits_test_mask`, the same rule the embedded
+    pretraining pool uses to leave every test digit out.
+    """
     from clrbench import procedural
 
-    images, labels = procedural.digits_rgb()
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(labels), bool)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        test[rng.choice(idx, round(len(idx) * test_fraction), replace=False)] = True
     if split not in ("train", "test"):
         raise DatasetError(f"digits has splits train and test, not {split!r}.")
+    images, labels = procedural.digits_rgb()
+    test = procedural.digits_test_mask(labels, test_fraction, seed)
     keep = test if split == "test" else ~test
     return ArrayImages(images[keep], labels[keep], 10)
 
