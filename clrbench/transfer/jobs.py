@@ -1,12 +1,36 @@
 """Evaluation jobs: one (checkpoint, task, protocol) in, one record out, in plain Python.
 
-``run_job(job) -> Record`` runs anywhere (this process, a Ray worker); only the driver
-writes records. The linear job follows S-v1 B.8.1 / K19: frozen features of train, val and
-test -> probe sweep on val -> refit on train+val -> test metric (protocol.md §2.1).
+``run_job(job)`` runs anywhere (this process, a Ray worker); only the driver writes records.
+The linear job follows S-v1 B.8.1 / K19: frozen features of train, val and test -> probe
+sweep on val -> refit on train+val -> test metric (protocol.md §2.1).
+
+Fine-tune protocols (protocol.md §2.2; :mod:`clrbench.transfer.finetune_grid`) come in two
+kinds of job, so that the (lr, wd) trials can fan out:
+
+- the *final* job of (checkpoint, task, protocol), which is what :func:`plan_jobs` returns
+  (``options`` empty). ``run_job`` on it runs every trial whose result is not yet persisted
+  (in this process, one after another), selects (lr, wd) on val, retrains on train+val,
+  scores test and returns the one :class:`~clrbench.records.Record`. On its own it is a
+  complete, correct evaluation; this is all the local executor needs.
+- *trial* jobs (``options['trial'] = [lr index, wd index]``), from :func:`plan_trials`.
+  ``run_job`` on one trains that trial on train, scores val and returns a
+  :class:`~clrbench.transfer.finetune_grid.TrialResult` (never a Record), which it also
+  persists under the cache folder (shared storage, like the feature cache).
+
+To fan trials out (Ray), the driver calls::
+
+    todo, done = plan_jobs(...)                 # final jobs (and linear jobs)
+    run_jobs(plan_trials(todo), results_dir)    # phase 1: every missing trial, in parallel
+    run_jobs(todo, results_dir)                 # phase 2: the final jobs find their trials done
+
+where the executor stores whatever ``run_job`` returned with :func:`write_result` (a Record
+becomes a record file; a TrialResult is persisted as a trial file, not a record). A killed
+driver reruns only the missing trials; a killed trial resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +59,19 @@ class EvalJob:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.checkpoint_id, self.task, self.protocol)
+        """(checkpoint_id, task, protocol name): names the record (a protocol given as a
+        path is recorded under the name inside the file)."""
+        return (self.checkpoint_id, self.task, protocol_name(self.protocol))
+
+
+@functools.lru_cache(maxsize=64)
+def protocol_name(protocol: str) -> str:
+    """The name a protocol (shipped name or YAML path) records under."""
+    if not protocol.endswith((".yaml", ".yml")):
+        return protocol
+    from clrbench.transfer.taskcard import load_protocol
+
+    return load_protocol(protocol).name
 
 
 def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_dir: Path, *,
@@ -46,8 +82,9 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
     from clrbench.transfer.taskcard import load_cards, load_protocol, select_tasks
 
     cards = select_tasks(tasks, load_cards(tasks_dir))
-    for p in protocols:
-        load_protocol(p)  # fail early on an unknown protocol name
+    # Fail early on an unknown name or a malformed file; a protocol given as a path is
+    # recorded under the name inside it.
+    names = {p: load_protocol(p).name for p in protocols}
     todo: list[EvalJob] = []
     done: list[EvalJob] = []
     for spec in checkpoints:
@@ -55,20 +92,58 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
         for card in cards:
             for p in protocols:
                 job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
-                (done if (not force and has_record(results_dir, cid, card.name, p)) else todo).append(job)
+                recorded = not force and has_record(results_dir, cid, card.name, names[p])
+                (done if recorded else todo).append(job)
     return todo, done
 
 
-def run_job(job: EvalJob) -> Record:
-    """Run one job to its record (never writes it: that is the driver's)."""
+def run_job(job: EvalJob) -> Record | Any:
+    """Run one job to its record, or a fine-tune trial job to its ``TrialResult``.
+
+    Never writes a record: that is the driver's (see :func:`write_result`).
+    """
     from clrbench.transfer.taskcard import load_protocol
 
     proto = load_protocol(job.protocol)
     if proto.kind == "linear":
+        if "trial" in job.options:
+            raise EvalError(f"protocol {job.protocol!r} is a linear probe and has no trials.")
         return run_linear(job)
-    from clrbench.transfer.finetune import run_finetune  # noqa: PLC0415 - heavy, optional path
+    from clrbench.transfer.finetune_grid import run_finetune
 
     return run_finetune(job)
+
+
+def is_trial(job: EvalJob) -> bool:
+    """True for a fine-tune trial job (its result is a TrialResult, not a Record)."""
+    return "trial" in job.options
+
+
+def plan_trials(jobs: list[EvalJob]) -> list[EvalJob]:
+    """The trial jobs, not yet persisted, of the fine-tune jobs among ``jobs`` (others ignored).
+
+    Running these first (in parallel) and then ``jobs`` gives the same records as running
+    ``jobs`` alone; it only spreads the grid over workers.
+    """
+    from clrbench.transfer.finetune_grid import trial_jobs
+    from clrbench.transfer.taskcard import load_protocol
+
+    out: list[EvalJob] = []
+    for job in jobs:
+        if not is_trial(job) and load_protocol(job.protocol).kind == "finetune":
+            out.extend(trial_jobs(job))
+    return out
+
+
+def write_result(results_dir: Path, result: Any) -> Path:
+    """Store what ``run_job`` returned: a Record as its record file, a TrialResult as its
+    trial file under the cache folder (where the final job looks for it)."""
+    from clrbench.records import write_record
+    from clrbench.transfer.finetune_grid import TrialResult, save_trial
+
+    if isinstance(result, TrialResult):
+        return save_trial(result)
+    return write_record(results_dir, result)
 
 
 def _task(job: EvalJob) -> Any:
@@ -93,10 +168,12 @@ def run_linear(job: EvalJob) -> Record:
     from clrbench.adapters import load_encoder
     from clrbench.transfer.features import cache_key, features_for
     from clrbench.transfer.probe import fit_probe, lambda_grid
-    from clrbench.transfer.taskcard import load_protocol
+    from clrbench.transfer.taskcard import LinearProtocol, load_protocol
 
     t0 = time.time()
     proto = load_protocol(job.protocol)
+    if not isinstance(proto, LinearProtocol):
+        raise EvalError(f"protocol {job.protocol!r} is not a linear-probe protocol.")
     card, data = _task(job)
     encoder = load_encoder(job.checkpoint)
     feats, valid = {}, {}

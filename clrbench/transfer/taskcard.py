@@ -116,23 +116,48 @@ class LinearProtocol:
 
 @dataclass(frozen=True)
 class FinetuneProtocol:
+    """Fine-tuning of the whole network plus a new linear head (S-v1 B.8.1; protocol.md §2.2).
+
+    Every (lr, wd) pair of the grid is one trial trained on train and scored on val; the best
+    pair is retrained on train+val and scored on test. ``wds`` are per-step shrinkages: with
+    ``wd_divided_by_lr`` the SGD ``weight_decay`` is wd / lr, so lr * (wd / lr) = wd
+    (S-v1 B.8.1 "each value divided by the learning rate"). ``None`` for the three image sizes
+    means "the card's preprocessing" (its crop for training and test, its resize for test).
+    """
+
     name: str
     version: int
     kind: Literal["finetune"]
     steps: int = 20000  # S-v1 B.8.1
-    batch_size: int = 256
+    batch_size: int = 256  # images per step on the one device a trial runs on (S-v1 B.8.1)
     lrs: tuple[float, ...] = (1e-4, 10**-3.5, 1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1)
     wds: tuple[float, ...] = (0.0, 1e-6, 10**-5.5, 1e-5, 10**-4.5, 1e-4, 10**-3.5, 1e-3)
     wd_divided_by_lr: bool = True  # S-v1 B.8.1: each wd value is divided by the lr
     nesterov_momentum: float = 0.9
+    lr_schedule: Literal["cosine", "constant"] = "cosine"  # not in S-v1; K19 / SSLT use cosine
     bn_momentum_rule: Literal["simclr", "torch_default"] = "simclr"  # min(10/s, 0.1)
-    train_resize_crop: int = 224  # random resized crop (bicubic) + flip, nothing else
-    test_resize: int = 256  # bicubic resize of the shorter side, then centre crop
-    test_crop: int = 224
+    train_resize_crop: int | None = 224  # random resized crop (bicubic) + flip, nothing else
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of the crop (torchvision default)
+    test_resize: int | None = 256  # bicubic resize of the shorter side, then centre crop
+    test_crop: int | None = 224
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast where supported
     checkpoint_every: int = 2000  # steps; a killed trial resumes from here
     seed: int = 0
-    resources: dict[str, float] = field(default_factory=dict)
+    resources: dict[str, float] = field(default_factory=dict)  # Ray requests of one trial
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError(f"{self.name}: steps, batch_size and checkpoint_every must be positive.")
+        if not self.lrs or not self.wds:
+            raise ConfigError(f"{self.name}: the lr and wd grids need at least one value each.")
+        if any(lr <= 0 for lr in self.lrs) or any(wd < 0 for wd in self.wds):
+            raise ConfigError(f"{self.name}: learning rates must be positive and weight decays non-negative.")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"{self.name}: crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}.")
+        if (self.test_resize is None) != (self.test_crop is None):
+            raise ConfigError(f"{self.name}: set both test_resize and test_crop, or neither (the card's).")
 
 
 Protocol = LinearProtocol | FinetuneProtocol
