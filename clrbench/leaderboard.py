@@ -6,7 +6,8 @@ put two card (or protocol) versions of a task in one column (style.md §3.3), li
 on other split sizes than the card's (Birdsnap's rotted URLs), and, against a baseline row,
 marks differences that a paired permutation test on the stored per-example predictions finds
 significant (S-v1 B.8.1). The renderers (rich table, Markdown, CSV, JSON, PNG) live in
-``leaderboard_render`` and are re-exported here.
+``leaderboard_render`` and are re-exported here; score-vs-epoch curves of one run's checkpoints
+are in ``leaderboard_curves``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def build_board(records: Sequence[Record], references: Sequence[ReferenceRow], p
     cells = _rank_and_compare(raw, cols, base, by_label, notes)
     rows = _rows(cells, cols, kinds, {ref.label: f"{ref.table} of {ref.citation}" for ref in refs})
     notes[:0] = _caption(protocol, columns, refs, base)
+    if not refs and any(r.protocol == protocol for r in references):
+        notes.append(f"published {protocol} rows cover the 12 Kornblith tasks, none of these columns; "
+                     "`clrbench leaderboard --tasks all` shows them.")
     notes.extend(_split_notes(recs, cols))
     return Board(protocol, tuple(columns), rows, base, tuple(notes))
 

@@ -220,3 +220,46 @@ def test_plot_writes_a_png_atomically(board: lb.Board, tmp_path: Path) -> None:
     out = lb.plot(board, tmp_path / "plots" / "board.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["board.png"]
+
+
+# ----------------------------------------------------------------------------- score-vs-epoch curves
+
+
+def step_rec(cid: str, task: str, value: float | None, step: int, run: str = "r18") -> Record:
+    """A record of checkpoint ``cid``, stamped (as `eval --watch` does) with its run and step."""
+    r = rec(cid, task, value, status="ok" if value is not None else "failed")
+    return Record(**{**r.to_dict(), "checkpoint": {"path": cid, "run": run, "step": step, "epoch": step / 10}})
+
+
+def test_curves_group_a_runs_checkpoints_by_step() -> None:
+    from clrbench.leaderboard_curves import build_curves
+
+    recs = [step_rec("r-s20", "dtd", 50.0, 20), step_rec("r-s10", "dtd", 40.0, 10),
+            step_rec("r-s10", "cifar10", 60.0, 10), step_rec("r-s20", "cifar10", None, 20),
+            step_rec("other-s5", "dtd", 30.0, 5, run="other"),  # one point: no curve
+            rec("random", "dtd", 10.0)]  # no run/step: never on a curve
+    (curve,) = build_curves(recs)
+    assert (curve.protocol, curve.run, curve.tasks) == ("linear", "r18", ("cifar10", "dtd"))
+    assert [(p.step, p.epoch, p.checkpoint_id) for p in curve.points] == [(10, 1.0, "r-s10"), (20, 2.0, "r-s20")]
+    assert curve.points[0].values == {"cifar10": 60.0, "dtd": 40.0} and curve.points[0].mean == 50.0
+    assert curve.points[1].values == {"cifar10": None, "dtd": 50.0} and curve.points[1].mean is None
+    assert build_curves(recs, protocol="finetune") == []
+
+
+def test_curve_renderers_and_plot(tmp_path: Path) -> None:
+    from clrbench import leaderboard_curves as lc
+
+    (curve,) = lc.build_curves([step_rec("a", "dtd", 40.0, 10), step_rec("b", "dtd", 55.5, 20)])
+    md = lc.curve_markdown(curve)
+    assert "| 2.00 | 20 | 55.5 | 55.5 |" in md and "score vs epoch: r18 (linear)" in md
+    console = Console(width=100, record=True)
+    console.print(lc.curve_rich(curve))
+    assert "55.5" in console.export_text()
+    out = lc.plot_curves([curve], tmp_path / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_caption_points_to_published_rows_on_other_tasks() -> None:
+    board = lb.build_board([rec("a", "digits", 50.0)], [PUB], "linear")
+    assert [r.label for r in board.rows] == ["a"]
+    assert any("--tasks all" in n for n in board.notes)

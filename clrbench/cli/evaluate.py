@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clrbench.cli.board import JobBoard
 from clrbench.cli.common import _guard, app, console, fail, stdout
 
 
@@ -36,42 +37,109 @@ def probe(
 
 
 @app.command("eval", epilog="Examples:\n\n  clrbench eval --checkpoint runs/quickstart/last.pt --checkpoint random:resnet18,width=0.25,stem=cifar --tasks quick\n\n"
-             "  clrbench eval --checkpoint ckpt.pt --tasks all --protocol linear,finetune --data-root /data --executor ray")
+             "  clrbench eval --checkpoint 'runs/r18/step_*.pt' --tasks quick --executor ray --workers 2\n\n"
+             "  clrbench eval --watch runs/quickstart/ --tasks quick    # each new checkpoint, until the run ends\n\n"
+             "  clrbench eval --checkpoint ckpt.pt --tasks all --protocol linear,finetune --data-root /data --executor ray --address auto")
 @_guard
 def eval_(
-    checkpoint: Annotated[list[str], typer.Option("--checkpoint", "-c", help="A checkpoint file, a glob, random:<arch>[,width=W,stem=S,seed=N] or torchvision:<arch>. Repeatable.")],
+    checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
     protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short.")] = "linear",
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
-    cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share).")] = ".cache/clrbench",
+    cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
     executor: Annotated[str, typer.Option(help="local (this process) or ray (a running cluster or a local one).")] = "local",
-    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster to start.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address, e.g. auto.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda for feature extraction and probes.")] = "cpu",
+    workers: Annotated[int | None, typer.Option(help="Ray: CPUs of the local cluster to start, and at most this many jobs at once.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address, e.g. auto; default: start a local cluster.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda for feature extraction, probes and fine-tuning trials.")] = "cpu",
     force: Annotated[bool, typer.Option(help="Recompute jobs that already have a record.")] = False,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
+    watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
+    poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
-    from clrbench.transfer.executor import run_jobs
-    from clrbench.transfer.jobs import plan_jobs
-
-    specs = _expand_checkpoints(checkpoint)
-    root = data_root or os.environ.get("CLRBENCH_DATA")
+    if executor not in ("local", "ray"):
+        fail(f"--executor must be local or ray, not {executor!r}.")
+    if not checkpoint and watch is None:
+        fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     _check_writable(results)
-    protocols = [p.strip() for p in protocol.split(",") if p.strip()]
-    todo, done = plan_jobs(specs, tasks, protocols, results, data_root=root, cache_dir=cache_dir,
-                           tasks_dir=str(tasks_dir) if tasks_dir else None, device=device, force=force)
-    if done:
-        console.print(f"{len(done)} job(s) already recorded in {results}/records (use --force to recompute).")
-    if todo:
-        with _job_board(len(todo)) as on_event:
-            records = run_jobs(todo, results, executor=executor, on_event=on_event,
-                               **({"address": address, "workers": workers} if executor == "ray" else {}))
-        failed = [r for r in records if r.status != "ok"]
-        for r in failed:
-            console.print(f"[red]failed[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
-    _show_board(results, None, "table", None, None, [j.checkpoint_id for j in todo + done])
+    plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
+                 {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
+                  "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force},
+                 {"address": address, "workers": workers} if executor == "ray" else {})
+    ids = plan.evaluate(_expand_checkpoints(checkpoint or []))
+    if watch is not None:
+        ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
+    _show_board(results, None, "table", None, None, ids)
+
+
+class _Plan:
+    """What one `clrbench eval` runs per batch of checkpoints: plan, run on the board, report."""
+
+    def __init__(self, tasks: str, protocols: list[str], results: Path, executor: str,
+                 job_args: dict[str, Any], ray_args: dict[str, Any]) -> None:
+        self.tasks, self.protocols, self.results = tasks, protocols, results
+        self.executor, self.job_args, self.ray_args = executor, job_args, ray_args
+
+    def evaluate(self, specs: list[str]) -> list[str]:
+        """Run every missing job of ``specs``; returns their checkpoint ids."""
+        from clrbench.transfer.executor import run_jobs
+        from clrbench.transfer.jobs import plan_jobs, plan_trials
+        from clrbench.transfer.watch import checkpoint_progress
+
+        if not specs:
+            return []
+        todo, done = plan_jobs(specs, self.tasks, self.protocols, self.results, **self.job_args)
+        if done:
+            console.print(f"{len(done)} job(s) already recorded in {self.results}/records (use --force to recompute).")
+        progress = {spec: checkpoint_progress(spec) for spec in specs}
+        if todo:
+            with JobBoard(console) as on_event:
+                phases = _phases(todo, plan_trials(todo) if self.executor == "ray" else [])
+                for job in phases[0] + phases[1]:
+                    on_event({"job": job, "state": "queued", "record": None, "error": None})
+                stored = [r for phase in phases if phase for r in run_jobs(
+                    phase, self.results, executor=self.executor, on_event=on_event,
+                    annotate=lambda job, r: _with_progress(r, progress.get(job.checkpoint, {})), **self.ray_args)]
+            for r in stored:
+                if r.status != "ok":
+                    console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
+        return list(dict.fromkeys(j.checkpoint_id for j in todo + done))
+
+
+def _phases(todo: list[Any], trials: list[Any]) -> tuple[list[Any], list[Any]]:
+    """On Ray, fine-tune trials fan out beside the other jobs first; the fine-tune final jobs
+    run after them and find their trials done (see clrbench.transfer.jobs)."""
+    fanned = {t.key for t in trials}
+    return trials + [j for j in todo if j.key not in fanned], [j for j in todo if j.key in fanned]
+
+
+def _with_progress(rec: Any, info: dict[str, Any]) -> Any:
+    """The record with the checkpoint's run, step and epoch (what a score-vs-epoch curve needs)."""
+    from dataclasses import replace
+
+    return replace(rec, checkpoint={**info, **rec.checkpoint}) if info else rec
+
+
+def _watch(plan: _Plan, run_dir: Path, snapshots: Path, poll: float) -> list[str]:
+    from clrbench.transfer.watch import watch_run
+
+    ids: list[str] = []
+
+    def evaluate(paths: list[Path]) -> None:
+        console.print(f"[bold]{run_dir}[/]: new checkpoint(s) {', '.join(p.stem for p in paths)}")
+        ids.extend(plan.evaluate([str(p) for p in paths]))
+        _show_curves(plan.results, ids)
+
+    console.print(f"Watching {run_dir} every {poll:g} s; Ctrl-C stops (records so far are kept).")
+    try:
+        watcher = watch_run(run_dir, snapshots, evaluate, poll_s=poll)
+    except KeyboardInterrupt:
+        console.print("Stopped watching.")
+        return ids
+    if watcher.finished:
+        console.print(f"{run_dir}: the run's final checkpoint is evaluated.")
+    return ids
 
 
 def _expand_checkpoints(specs: list[str]) -> list[str]:
@@ -86,7 +154,7 @@ def _expand_checkpoints(specs: list[str]) -> list[str]:
             out_specs.extend(hits)
         else:
             out_specs.append(s)
-    return out_specs
+    return list(dict.fromkeys(out_specs))
 
 
 def _check_writable(results: Path) -> None:
@@ -99,67 +167,43 @@ def _check_writable(results: Path) -> None:
         fail(f"cannot write to the results folder {results} ({e.strerror}); choose another with --results.")
 
 
-class _job_board:
-    """A rich live progress bar of jobs: done / failed / total, with the ETA."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console)
-        self.task = self.progress.add_task("eval", total=total, info="")
-        self.failed = 0
-
-    def __enter__(self) -> Any:
-        self.progress.start()
-
-        def on_event(ev: dict[str, Any]) -> None:
-            job = ev["job"]
-            if ev["state"] == "running":
-                self.progress.update(self.task, info=f"{job.checkpoint_id} / {job.task} / {job.protocol}")
-                return
-            self.failed += ev["state"] == "failed"
-            rec = ev["record"]
-            val = f"{rec.value:.2f}" if rec.value is not None else "failed"
-            self.progress.console.print(f"  {job.checkpoint_id:<32} {job.task:<12} {job.protocol:<15} {val}")
-            self.progress.advance(self.task)
-
-        return on_event
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
-
-
 # ----------------------------------------------------------------------------- leaderboard
 
 
 @app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n"
-             "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png")
+             "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png\n\n"
+             "  clrbench leaderboard --tasks all --baseline 'SimCLR R50 (' --plot board.png")
 @_guard
 def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
     format_: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
-    baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label) to show deltas and significance against.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Only this protocol's table.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here.")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints).")] = None,
 ) -> None:
-    """Show the records as one table per protocol, beside the published numbers."""
-    _show_board(results, protocol, format_, baseline, plot, None)
+    """Show the records as one table per protocol, beside the published numbers, and score-vs-epoch curves."""
+    _show_board(results, protocol, format_, baseline, plot, None, tasks)
+
+
+def _columns(tasks: str | None) -> list[str] | None:
+    from clrbench.reference import TRANSFER_TASKS
+    from clrbench.transfer.taskcard import load_cards, select_tasks
+
+    if tasks is None:
+        return None
+    names = [c.name for c in select_tasks(tasks, load_cards())]
+    return sorted(names, key=lambda t: (TRANSFER_TASKS.index(t) if t in TRANSFER_TASKS else 99, names.index(t)))
 
 
 def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | None, plot: Path | None,
-                only: list[str] | None) -> None:
+                only: list[str] | None, tasks: str | None = None) -> None:
     from clrbench import leaderboard as lb
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
-    boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only)
+    boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
+                                  tasks=_columns(tasks))
     if not boards:
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:
@@ -167,8 +211,28 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
             stdout.print(lb.render_rich(board))
         else:
             stdout.print({"md": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json}[fmt](board), end="",
-                      markup=False, highlight=False, soft_wrap=True)
+                         markup=False, highlight=False, soft_wrap=True)
         if plot is not None:
             target = plot if len(boards) == 1 else plot.with_name(f"{plot.stem}-{board.protocol}{plot.suffix}")
             lb.plot(board, target)
             console.print(f"Plot written to {target}.")
+    if fmt in ("table", "md") or plot is not None:
+        _show_curves(results, only, protocol, fmt if fmt in ("table", "md") else None, plot)
+
+
+def _show_curves(results: Path, only: list[str] | None, protocol: str | None = None, fmt: str | None = "table",
+                 plot: Path | None = None) -> None:
+    """Score-vs-epoch tables (and a plot) for runs with several evaluated checkpoints."""
+    from clrbench import leaderboard_curves as lc
+    from clrbench.records import read_records
+
+    records = [r for r in read_records(results) if only is None or r.checkpoint_id in only]
+    curves = lc.build_curves(records, protocol)
+    for c in curves:
+        if fmt == "table":
+            stdout.print(lc.curve_rich(c))
+        elif fmt == "md":
+            stdout.print("\n" + lc.curve_markdown(c), end="", markup=False, highlight=False, soft_wrap=True)
+    if curves and plot is not None:
+        target = lc.plot_curves(curves, plot.with_name(f"{plot.stem}-curve{plot.suffix}"))
+        console.print(f"Curve plot written to {target}.")

@@ -167,8 +167,11 @@ def loader_workers(device: torch.device) -> int:
     that train the model (it then overlaps augmentation with the step); beside a GPU, one per
     CPU thread this process may use (the executor limits it to the job's CPU request), up to 8."""
     threads = torch.get_num_threads()
+    # The executor puts the job's CPU request in $CLRBENCH_CPUS: two trials side by side on a
+    # 2-core Ray node must not each add a loader process (4 busy processes on 2 cores ran 2.3x slower).
+    budget = int(os.environ.get("CLRBENCH_CPUS") or os.cpu_count() or 1)
     if device.type == "cpu":
-        return 1 if (os.cpu_count() or 1) > threads else 0
+        return 1 if budget > threads else 0
     return max(1, min(8, threads))
 
 
