@@ -17,13 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clrbench.leaderboard_render import plot, render_rich, to_csv, to_json, to_markdown
+from clrbench.leaderboard_render import (
+    plot,
+    render_rich,
+    render_rich_blocks,
+    to_csv,
+    to_json,
+    to_markdown,
+)
 from clrbench.records import Record, RecordError, read_records
 from clrbench.reference import TRANSFER_TASKS, ReferenceRow, load_references
 from clrbench.transfer.significance import correctness, paired_permutation_test
 
 __all__ = ["ALPHA", "Board", "BoardError", "Cell", "Column", "Row", "board_for_results", "build_board",
-           "plot", "render_rich", "to_csv", "to_json", "to_markdown"]
+           "plot", "render_rich", "render_rich_blocks", "to_csv", "to_json", "to_markdown"]
 
 ALPHA = 0.05  # significance level of the permutation test (S-v1 B.8.1 bolds p > 0.05 as ties)
 N_PERMUTATIONS = 100_000  # as in S-v1 B.8.1

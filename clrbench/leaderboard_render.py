@@ -47,26 +47,32 @@ def _mean_text(mean: float | None) -> str:
     return MISSING if mean is None else f"{mean:.1f}"
 
 
-def render_rich(board: Board) -> Table:
+def render_rich(board: Board, tasks: list[str] | None = None, totals: bool = True,
+                caption: bool = True, label_width: int | None = None) -> Table:
     """A rich Table: best per column in bold green, failed cells in red, deltas beside values.
 
     Published rows follow the checkpoints after a separator, dimmed. Labels are rich
-    ``Text``, so brackets in a label are never read as markup.
+    ``Text``, so brackets in a label are never read as markup. ``tasks`` (default: all) and
+    ``totals`` (mean and rank columns) select the columns of one block of
+    :func:`render_rich_blocks`.
     """
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"clrbench leaderboard: {board.protocol}", caption="\n".join(board.notes),
+    tasks = list(board.tasks) if tasks is None else tasks
+    table = Table(title=f"clrbench leaderboard: {board.protocol}", caption="\n".join(board.notes) if caption else None,
                   caption_justify="left", header_style="bold")
-    # Numbers never wrap; long model labels fold instead, so 12 tasks fit an 80-column terminal
-    # as well as a wide one. Non-top-1 metrics are marked under the task name.
-    table.add_column("model", overflow="fold", min_width=14)
+    # Numbers never wrap; long model labels fold instead. Non-top-1 metrics are marked under
+    # the task name.
+    table.add_column("model", overflow="fold", min_width=14, max_width=label_width)
     short = {"mean_per_class": "mpc", "map11": "mAP"}
     for c in board.columns:
-        head = c.task if c.metric in (None, "top1") else f"{c.task}\n{short.get(c.metric, c.metric)}"
-        table.add_column(head, justify="right", no_wrap=True, overflow="ellipsis", min_width=4)
-    table.add_column("mean", justify="right", no_wrap=True, min_width=4)
-    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
+        if c.task in tasks:
+            head = c.task if c.metric in (None, "top1") else f"{c.task}\n{short.get(c.metric, c.metric)}"
+            table.add_column(head, justify="right", no_wrap=True, overflow="ellipsis", min_width=4)
+    if totals:
+        table.add_column("mean", justify="right", no_wrap=True, min_width=4)
+        table.add_column("rank", justify="right", no_wrap=True, min_width=4)
     sectioned = False
     for row in board.rows:
         if row.kind == "published" and not sectioned and table.row_count:
@@ -74,11 +80,41 @@ def render_rich(board: Board) -> Table:
             sectioned = True
         label_style = "dim italic" if row.kind == "published" else ("bold cyan" if row.label == board.baseline else "")
         cells = [Text(row.label, style=label_style)]
-        cells.extend(_rich_cell(row.cells[t]) for t in board.tasks)
-        cells.append(Text(_mean_text(row.mean), style="bold green" if row.best_mean else ""))
-        cells.append(Text(_rank_text(row.mean_rank), style="bold green" if row.best_rank else ""))
+        cells.extend(_rich_cell(row.cells[t]) for t in tasks)
+        if totals:
+            cells.append(Text(_mean_text(row.mean), style="bold green" if row.best_mean else ""))
+            cells.append(Text(_rank_text(row.mean_rank), style="bold green" if row.best_rank else ""))
         table.add_row(*cells, style="dim" if row.kind == "published" else None)
     return table
+
+
+def render_rich_blocks(board: Board, width: int) -> list[Table]:
+    """The board as one table, or, when it is wider than ``width`` columns, as several
+    tables of consecutive tasks (each repeating the model column; mean and rank in the last,
+    the caption under it), as pandas wraps a wide frame. Twelve tasks and a few models then
+    stay readable in an 80-column terminal instead of collapsing the labels to nothing."""
+    label_max = min(max([len(r.label) for r in board.rows] + [14]), 30)
+    label_w = label_max + 3
+
+    def col_w(task: str) -> int:
+        cells = [len(_plain_cell(r.cells[task], False)) for r in board.rows]
+        return max([len(task), 5, *cells]) + 3
+
+    totals_w = 2 * 7
+    blocks: list[list[str]] = [[]]
+    used = label_w
+    for t in board.tasks:
+        if blocks[-1] and used + col_w(t) > width:
+            blocks.append([])
+            used = label_w
+        blocks[-1].append(t)
+        used += col_w(t)
+    if len(blocks) > 1 and used + totals_w > width:
+        blocks.append([])
+    if len(blocks) == 1:
+        return [render_rich(board)]
+    return [render_rich(board, tasks=b, totals=i == len(blocks) - 1, caption=i == len(blocks) - 1,
+                        label_width=label_max) for i, b in enumerate(blocks)]
 
 
 def _rich_cell(cell: Cell) -> Any:

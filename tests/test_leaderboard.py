@@ -216,6 +216,23 @@ def test_rich_table(board: lb.Board) -> None:
     assert "bold" in str(best[0].style)
 
 
+def test_wide_board_splits_into_blocks_that_fit_the_terminal() -> None:
+    """Twelve tasks in 80 columns: consecutive blocks, each fitting, every task once, totals last."""
+    records = [rec(cid, t, 50.0 + i) for i, t in enumerate(TRANSFER_TASKS) for cid in ("a-long-checkpoint-name", "b")]
+    board = lb.build_board(records, [], "linear")
+    blocks = lb.render_rich_blocks(board, 80)
+    assert len(blocks) > 1
+    heads = [[c.header for c in t.columns[1:]] for t in blocks]
+    tasks = [h.split("\n")[0] for hs in heads for h in hs if h not in ("mean", "rank")]
+    assert tasks == list(board.tasks)
+    assert heads[-1][-2:] == ["mean", "rank"] and all("mean" not in hs for hs in heads[:-1])
+    for t in blocks:
+        console = Console(record=True, width=80, color_system=None)
+        console.print(t)
+        assert max(len(line) for line in console.export_text().splitlines()) <= 80
+    assert len(lb.render_rich_blocks(board, 400)) == 1
+
+
 def test_plot_writes_a_png_atomically(board: lb.Board, tmp_path: Path) -> None:
     out = lb.plot(board, tmp_path / "plots" / "board.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -208,7 +208,8 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:
         if fmt == "table":
-            stdout.print(lb.render_rich(board))
+            for block in lb.render_rich_blocks(board, stdout.width):
+                stdout.print(block)
         else:
             stdout.print({"md": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json}[fmt](board), end="",
                          markup=False, highlight=False, soft_wrap=True)
