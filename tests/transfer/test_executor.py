@@ -57,9 +57,9 @@ def test_resources_come_from_the_protocol_file_or_the_job() -> None:
     assert job_resources(job) == {"num_cpus": 1.0}  # linear.yaml: resources: {num_cpus: 1}
     trial = EvalJob(TINY, "x", "digits", "linear", device="cuda", options={"resources": {"num_gpus": 1, "num_cpus": 2}})
     assert job_resources(trial) == {"num_cpus": 2.0, "num_gpus": 1.0}
-    # finetune-short.yaml asks for {num_gpus: 1, num_cpus: 2}; a CPU job keeps only the CPUs
+    # finetune-short.yaml asks for {num_gpus: 1, num_cpus: 1}; a CPU job keeps only the CPUs
     assert job_resources(EvalJob(TINY, "x", "digits", "finetune-short", device="cuda"))["num_gpus"] == 1.0
-    assert job_resources(EvalJob(TINY, "x", "digits", "finetune-short")) == {"num_cpus": 2.0}
+    assert job_resources(EvalJob(TINY, "x", "digits", "finetune-short")) == {"num_cpus": 1.0}
     assert job_resources(ToyJob("a", cpus=2)) == {"num_cpus": 2.0}
     assert job_resources(object()) == {"num_cpus": 1.0}
 
