@@ -3,10 +3,11 @@
 Two backends share one configuration:
 
 * ``kornia``: batched on the training device, per-sample random parameters. Used for
-  fixed-size sources at small resolution, where per-image CPU transforms are the bottleneck
-  (measured here at 32 px: ~3,000 view pairs/s batched vs ~900 per image on one thread).
+  fixed-size in-memory sources (embedded, CIFAR, STL-10), where per-image CPU transforms are
+  the bottleneck (measured here at 32 px: ~3,000 view pairs/s batched vs ~900 per image on
+  one thread), and the only backend that takes an op list (``augment.ops``).
 * ``torchvision``: transforms v2 per image in DataLoader workers, for variable-size images
-  (image folders, Hugging Face datasets) and large resolutions.
+  (image folders, Hugging Face datasets); the preset composition only.
 
 The default op list is the paper's composition: random resized crop (scale 0.08-1, aspect
 3/4-4/3, bicubic), horizontal flip (p 0.5), colour distortion of strength s (jitter with
@@ -37,14 +38,23 @@ def _op(name: str, params: set[str]) -> Callable[[OpBuilder], OpBuilder]:
     return deco
 
 
+class _Clamp(nn.Module):
+    """Keep values in [0, 1] after each op, as GR does (bicubic overshoots)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_(0.0, 1.0)
+
+
 @_op("crop", {"scale", "ratio"})
 def _crop(p: dict[str, Any], size: int) -> nn.Module:
     import kornia.augmentation as K
 
-    return K.RandomResizedCrop(
+    # Clamped here too: a crop can also be a targeted op after the base crop (S-v1 Fig. 5's
+    # crop row), and bicubic resampling overshoots [0, 1] by up to ~0.15.
+    return nn.Sequential(K.RandomResizedCrop(
         (size, size), scale=tuple(p.get("scale", (0.08, 1.0))),
         ratio=tuple(p.get("ratio", (3 / 4, 4 / 3))), resample="BICUBIC",
-    )
+    ), _Clamp())
 
 
 @_op("flip", {"p"})
@@ -52,13 +62,6 @@ def _flip(p: dict[str, Any], size: int) -> nn.Module:
     import kornia.augmentation as K
 
     return K.RandomHorizontalFlip(p=p.get("p", 0.5))
-
-
-class _Clamp(nn.Module):
-    """Keep values in [0, 1] after each op, as GR does (bicubic overshoots)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp_(0.0, 1.0)
 
 
 @_op("color", {"strength", "p", "grayscale_p"})
@@ -209,6 +212,13 @@ class TorchvisionTwoView:
     def __init__(self, cfg: AugmentConfig) -> None:
         from torchvision.transforms import v2 as T
 
+        if cfg.ops or cfg.asymmetric:
+            # Never ignore an op list silently: every trial of an augmentation study would
+            # otherwise train with the same preset and the study would show noise.
+            raise ConfigError(
+                "augment.ops and augment.asymmetric need an in-memory source (embedded, cifar10, cifar100, "
+                "stl10); image folders and Hugging Face datasets use the preset composition only."
+            )
         s = cfg.color_strength
         k = max(3, 2 * ((cfg.image_size // 10) // 2) + 1)
         steps: list[Any] = [
@@ -232,11 +242,15 @@ class TorchvisionTwoView:
 
 
 def choose_backend(cfg: AugmentConfig, fixed_size: bool) -> str:
-    """kornia for fixed-size sources at <= 64 px or when ops are listed, else torchvision."""
+    """kornia for fixed-size (in-memory) sources or when ops are listed, else torchvision.
+
+    In-memory sources are only augmented in batch (``train._Batches``), whatever the view
+    size: STL-10 at 96 px used to get ``torchvision`` here and was then refused.
+    """
     if cfg.backend != "auto":
         if cfg.backend == "torchvision" and cfg.ops:
             raise ConfigError("augment.ops needs augment.backend kornia (or auto).")
         return cfg.backend
-    if cfg.ops or (fixed_size and cfg.image_size <= 64):
+    if cfg.ops or fixed_size:
         return "kornia"
     return "torchvision"
