@@ -194,7 +194,8 @@ def run_linear(job: EvalJob) -> Record:
         grid = lambda_grid()
     res = fit_probe(arr["train"][0], arr["train"][1], arr["val"][0], arr["val"][1], arr["test"][0],
                     arr["test"][1], card.metric, lambdas=grid, device=job.device,
-                    val_ignore=arr["val"][2], test_ignore=arr["test"][2])
+                    val_ignore=arr["val"][2], test_ignore=arr["test"][2], tol=proto.tol,
+                    max_iter=proto.max_iter)
     y_test = arr["test"][1]
     pred = (res.test_scores > 0).astype(int) if card.multilabel else res.test_scores.argmax(1)
     n_test = len(y_test)

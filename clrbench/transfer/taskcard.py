@@ -108,6 +108,11 @@ class LinearProtocol:
     lambda_min_exp: float = -6.0  # grid 10^(min + step*k), k = 0..num-1 (S-v1 B.8.1)
     lambda_step_exp: float = 0.25
     lambda_num: int = 45
+    # L-BFGS stopping rule, scikit-learn's: max |grad of the mean loss| <= tol, at most max_iter
+    # iterations per lambda. The papers do not state one; it moves the chosen lambda on hard
+    # problems (benchmarks/README.md), so it is part of the protocol and of its version.
+    tol: float = 1e-4
+    max_iter: int = 1000
     dtype: Literal["float32", "bfloat16"] = "bfloat16"  # dtype of feature extraction compute
     batch_size: int = 256  # images per forward pass during extraction
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests, e.g. {num_gpus: 1}
