@@ -1,0 +1,288 @@
+"""`clrbench study augment|temperature|batch-size|head`: SimCLR's ablations, one command each.
+
+Each command builds its grid, prints what it will cost, runs the missing trials through the
+executor, and draws the paper's figure (S-v1 = Chen et al. 2020, arXiv 2002.05709).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clrbench.cli.common import _guard, app, console, fail, stdout
+
+study_app = typer.Typer(
+    name="study", no_args_is_help=True, rich_markup_mode="rich",
+    help="SimCLR's ablations as studies: a grid of pretraining runs, each probed, drawn as the paper does. "
+         "Rerun the same command to resume a study that was stopped.",
+)
+app.add_typer(study_app, name="study")
+
+Recipe = Annotated[str, typer.Option(help="Base recipe (name or path); each trial overrides it. quickstart runs on the embedded images.")]
+Sets = Annotated[list[str], typer.Option("--set", help="Override the base recipe for every trial, e.g. --set data.path=~/cifar (repeatable).")]
+Tasks = Annotated[str, typer.Option(help="Tasks each trial is probed on: quick (offline), a comma list, or all. Fewer tasks = faster studies.")]
+BudgetOpt = Annotated[str, typer.Option("--budget", help="Length of each trial: laptop (default, CPU), smoke (seconds), paper (100 epochs, for a GPU), recipe, a step count (500) or epochs (100ep).")]
+Out = Annotated[Path, typer.Option(help="Studies folder; this study lives in OUT/<study>/ (runs, records, picture).")]
+Results = Annotated[Path | None, typer.Option(help="Records folder (default OUT/<study>/results); `clrbench leaderboard --results` shows it.")]
+Executor = Annotated[str, typer.Option(help="local (trials one after another) or ray (in parallel on a cluster).")]
+Workers = Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster, and the most trials at once.")]
+Address = Annotated[str | None, typer.Option(help="Ray cluster address (auto = the one running here).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N, for pretraining and probes.")]
+GpusPerTrial = Annotated[float, typer.Option(help="GPUs a trial asks of Ray (0.25 puts four small trials on one GPU).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Start even when the estimate is above an hour.")]
+DryRun = Annotated[bool, typer.Option(help="Print the trials and the cost estimate, then stop.")]
+CacheDir = Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share).")]
+DataRoot = Annotated[str | None, typer.Option(help="Folder holding the task datasets (default: $CLRBENCH_DATA).")]
+
+
+def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any]],
+            ops: list[str] | None = None) -> None:
+    """Plan, price, confirm, run and draw one study; the shared options come from ``ctx.params``."""
+    from clrbench.study.runner import CONFIRM_ABOVE_S, estimate
+
+    p = ctx.params
+    if p["executor"] not in ("local", "ray"):
+        fail(f"--executor must be local or ray, not {p['executor']!r}.")
+    plan = _plan(study, trials_for, p)
+    estimate(plan, _eval_images(plan.tasks))
+    _print_plan(plan)
+    if p["dry_run"]:
+        _print_trials(plan)
+        return
+    if plan.estimate_s() > CONFIRM_ABOVE_S and not p["yes"]:
+        fail("that is over an hour; add --yes to start it, or choose a smaller --budget or fewer --tasks.", 1)
+    from clrbench.study.runner import execute, finish, write_plan
+
+    write_plan(plan, _command_line(ctx))
+    if plan.todo or plan.baseline_todo:
+        with _Board(len(plan.todo) + len(plan.baseline_todo)) as on_event:
+            execute(plan, p["executor"], on_event, address=p["address"], workers=p["workers"])
+    sets = "".join(f" --set {o}" for o in p["set_"])
+    subtitle = f"{p['recipe']}, budget {plan.budget.name}{sets}, tasks {','.join(plan.tasks)}"
+    outcomes, table, png = finish(plan, ops, subtitle=subtitle)
+    _show(table)
+    for o in outcomes:
+        if o.status in ("failed", "diverged"):
+            console.print(f"[red]{o.status}[/] {o.trial.key}: {o.error}", highlight=False)
+    stdout.print(f"Picture: [bold]{png}[/]  table: {png.with_suffix('.md')}  records: clrbench leaderboard "
+                 f"--results {plan.results_dir}", highlight=False)
+
+
+def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any]) -> Any:
+    """The study's plan from the shared options (checks every trial before anything runs)."""
+    import os
+
+    from clrbench.config import load_pretrain_config
+    from clrbench.study.budget import parse_budget
+    from clrbench.study.runner import plan_study
+
+    b = parse_budget(p["budget"], study)
+    overrides = list(p["set_"]) + ([f"run.device={p['device']}"] if p["device"] != "auto" else [])
+    trials = trials_for(load_pretrain_config(p["recipe"], [*b.overrides, *overrides]))
+    return plan_study(study, trials, recipe=p["recipe"], overrides=overrides, budget=b, tasks=p["tasks"],
+                      out=p["out"], results=p["results"], cache_dir=p["cache_dir"],
+                      data_root=p["data_root"] or os.environ.get("CLRBENCH_DATA"),
+                      device=_eval_device(p["device"]), gpus=p["gpus_per_trial"])
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command as typed, rebuilt from the parsed options that differ from their defaults."""
+    words = ["clrbench", "study", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.param_type_name == "option" and value != param.default and value not in (None, [], ()):
+            flag = max(param.opts, key=len)
+            if param.is_flag:
+                words.append(flag if value else (param.secondary_opts or [flag])[0])
+                continue
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                words += [flag, str(v)]
+    return shlex.join(words)
+
+
+def _eval_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _eval_images(tasks: list[str]) -> dict[str, int]:
+    from clrbench.transfer.taskcard import load_cards
+
+    cards = load_cards()
+    return {t: sum(cards[t].expected_sizes.values()) if t in cards else 0 for t in tasks}
+
+
+def _print_plan(plan: Any) -> None:
+    from clrbench.study.cost import format_seconds
+
+    n_trials, left = len(plan.trials), plan.trials_to_run()
+    extra = len(plan.ctx.base_overrides) - len(plan.budget.overrides)
+    sets = f" + {extra} --set override(s)" if extra else ""
+    console.print(f"[bold]study {plan.study}[/]: {n_trials} trials x {len(plan.tasks)} task(s) "
+                  f"({', '.join(plan.tasks)}), budget {plan.budget.name} ({plan.budget.about}){sets}; "
+                  f"{n_trials - len(left)} done, {len(left)} to run.", highlight=False)
+    if not left:
+        return
+    costs = [plan.costs[t.key] for t in left if t.key in plan.costs]
+    if costs:
+        per = sum(c.total_s for c in costs) / len(costs)
+        console.print(f"Estimate: {len(left)} trials x ~{format_seconds(per)} = ~{format_seconds(plan.estimate_s())} "
+                      f"(steps {min(c.steps for c in costs)}-{max(c.steps for c in costs)}, measured on this "
+                      "machine; a busy machine is slower).", highlight=False)
+
+
+def _print_trials(plan: Any) -> None:
+    from rich.table import Table
+
+    from clrbench.study.cost import format_seconds
+
+    t = Table("trial", "overrides", "steps", "peak lr", "estimate", title=f"{plan.study}: the trials still to run")
+    for trial in plan.trials_to_run():
+        c = plan.costs.get(trial.key)
+        t.add_row(trial.key, " ".join(trial.overrides), str(c.steps) if c else "", f"{c.lr:.3g}" if c else "",
+                  format_seconds(c.total_s) if c else "")
+    stdout.print(t)
+
+
+def _show(table: Any) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    stdout.print(f"[bold]{table.title}[/]", highlight=False)
+    t = Table(show_lines=False)
+    for h in table.header:
+        t.add_column(h, justify="right" if h not in table.header[:1] else "left")
+    best = max((c.value for row in table.rows for c in row if c.value is not None and c.status == "ok"), default=None)
+    style = {"failed": "bold red", "diverged": "bold red", "missing": "dim"}
+    for row in table.rows:
+        t.add_row(*(Text(c.text, style="bold green" if best is not None and c.value == best
+                         else style.get(c.status, "")) for c in row))
+    stdout.print(t)
+    stdout.print(table.caption, style="dim", highlight=False)
+
+
+class _Board:
+    """A live bar of the study's jobs; one line per finished job."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(TextColumn("[bold]study"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
+        self.task = self.progress.add_task("study", total=total, info="")
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None]:
+        self.progress.start()
+
+        def on_event(ev: dict[str, Any]) -> None:
+            job, state = ev["job"], ev["state"]
+            # Study jobs name their trial; the random-init baseline is a plain EvalJob.
+            name = job.trial.key if hasattr(job, "trial") else "random init"
+            layer = getattr(job, "layer", "h")
+            if state == "running":
+                self.progress.update(self.task, info=f"{name} / {job.task} / {layer}")
+            elif state in ("done", "failed"):
+                rec = ev["record"]
+                val = f"{rec.value:.2f}" if getattr(rec, "value", None) is not None else getattr(rec, "status", state)
+                self.progress.console.print(f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False)
+                self.progress.advance(self.task)
+
+        return on_event
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+
+_EXAMPLE_GPU = "  clrbench study {cmd} --recipe cifar10-r18 --set data.path=~/data --device cuda --budget paper --tasks cifar10 --yes"
+
+
+@study_app.command(epilog="Examples:\n\n  clrbench study augment                 # 49 trials, ~30 min on 2 CPU cores\n\n"
+                   "  clrbench study augment --ops crop,color,blur --budget 300\n\n" + _EXAMPLE_GPU.format(cmd="augment"))
+@_guard
+def augment(
+    ctx: typer.Context,
+    ops: Annotated[str, typer.Option(help="Ops to compose (clrbench.simclr.augment.OPS). n ops = n*n trials: keep it short on a CPU.")] = "crop,cutout,color,sobel,noise,blur,rotate",
+    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
+    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
+    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
+    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
+) -> None:
+    """Every op and every ordered pair after a random crop, on one branch only (S-v1 Fig. 5): a heatmap."""
+    from clrbench.study.grids import augment_grid, parse_list
+
+    names = parse_list(ops, "ops")
+    _common(ctx, "augment", lambda cfg: augment_grid(names, cfg.augment.color_strength), ops=names)
+
+
+@study_app.command(epilog="Examples:\n\n  clrbench study temperature            # 6 trials, ~10 min on 2 CPU cores\n\n"
+                   "  clrbench study temperature --values 0.1,0.2,0.5 --values-no-l2 ''\n\n" + _EXAMPLE_GPU.format(cmd="temperature"))
+@_guard
+def temperature(
+    ctx: typer.Context,
+    values: Annotated[str, typer.Option(help="tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0.")] = "0.05,0.1,0.5,1.0",
+    values_no_l2: Annotated[str, typer.Option(help="tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them.")] = "10,100",
+    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
+    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
+    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
+    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
+) -> None:
+    """The NT-Xent temperature, with and without l2 normalisation (S-v1 Table 5)."""
+    from clrbench.study.grids import parse_numbers, temperature_grid
+
+    l2 = parse_numbers(values, "values")
+    raw = parse_numbers(values_no_l2, "values-no-l2") if values_no_l2.strip() else []
+    _common(ctx, "temperature", lambda cfg: temperature_grid(l2, raw))
+
+
+@study_app.command("batch-size", epilog="Examples:\n\n  clrbench study batch-size              # 9 trials, ~10 min on 2 CPU cores\n\n"
+                   "  clrbench study batch-size --values 256,1024,4096 --epochs 100,200,400 --recipe cifar10-r18 "
+                   "--set data.path=~/data --device cuda --yes")
+@_guard
+def batch_size(
+    ctx: typer.Context,
+    values: Annotated[str, typer.Option(help="Global batch sizes (images per step). The lr scales with them by the recipe's optim.lr_scaling.")] = "64,128,256",
+    epochs: Annotated[str, typer.Option(help="Training epochs; every (batch, epochs) pair is its own run with its own schedule.")] = "2,4,8",
+    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
+    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
+    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
+    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
+) -> None:
+    """Probe accuracy against epochs for each batch size (S-v1 Fig. 9); the budget sets the data, --epochs the length."""
+    from clrbench.study.grids import batch_size_grid, parse_numbers
+
+    sizes = parse_numbers(values, "values", int)
+    eps = parse_numbers(epochs, "epochs")
+    _common(ctx, "batch-size", lambda cfg: batch_size_grid(sizes, eps))
+
+
+@study_app.command(epilog="Examples:\n\n  clrbench study head                    # 15 trials, ~20 min on 2 CPU cores\n\n"
+                   "  clrbench study head --heads linear,nonlinear --dims 64,128\n\n" + _EXAMPLE_GPU.format(cmd="head"))
+@_guard
+def head(
+    ctx: typer.Context,
+    heads: Annotated[str, typer.Option(help="none, linear, nonlinear (S-v1's 2-layer MLP), nonlinear-v2 (SimCLRv2's 3 layers).")] = "none,linear,nonlinear",
+    dims: Annotated[str, typer.Option(help="Output dimensions of the head (size of z), as S-v1 Fig. 8.")] = "32,64,128,256,512,1024,2048",
+    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
+    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
+    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
+    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
+) -> None:
+    """Projection heads and their output size, probed before (h) and after (g(h)) the head (S-v1 Fig. 8, sec. 4.2)."""
+    from clrbench.study.grids import head_grid, parse_list, parse_numbers
+
+    kinds = parse_list(heads, "heads")
+    sizes = parse_numbers(dims, "dims", int)
+    _common(ctx, "head", lambda cfg: head_grid(kinds, sizes))
