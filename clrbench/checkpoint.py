@@ -10,16 +10,15 @@ code, and a file that would is refused with one sentence.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from clrbench import __version__
+from clrbench.atomic import atomic_file
 
 FORMAT = "clrbench.checkpoint"
 FORMAT_VERSION = 1
@@ -61,17 +60,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     On any failure (a full disk, an interrupt) the temporary file is removed and the previous
     file at ``path`` is left intact.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -17,13 +17,12 @@ encoder.safetensors`` reads it back with the same preprocessing.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from clrbench import __version__
 from clrbench.adapters import Encoder, load_encoder
 from clrbench.adapters.native import EXPORT_FORMAT
+from clrbench.atomic import write_bytes
 from clrbench.checkpoint import CheckpointError, sha256_file
 
 
@@ -57,17 +56,7 @@ def export_encoder(spec: str, out: str | Path) -> tuple[Path, Encoder]:
     # safetensors wants contiguous, non-shared CPU tensors; clone() breaks any sharing.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.module.state_dict().items()}
     blob = save(state, metadata=export_metadata(encoder, spec))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(out, blob)
     return out, encoder
 
 

@@ -24,10 +24,11 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from clrbench.atomic import write_bytes
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "diverged")
@@ -186,31 +187,9 @@ def record_path(results_dir: Path | str, checkpoint_id: str, task: str, protocol
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one.
-
-    The bytes go to a temporary file in the same folder (same filesystem, so ``os.replace``
-    is atomic), are fsynced, then renamed over ``path``. On any error the temporary file
-    is removed and ``path`` is untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # Persist the rename itself; not possible on every OS/filesystem, hence best effort.
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a
+    torn one (:mod:`clrbench.atomic`)."""
+    write_bytes(path, data)
 
 
 def write_record(results_dir: Path | str, record: Record) -> Path:

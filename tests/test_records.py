@@ -174,3 +174,15 @@ def test_record_fields_follow_the_contract() -> None:
     assert names[:4] == ["checkpoint_id", "task", "protocol", "metric"]
     assert names[-3:] == ["error", "tags", "schema"]
     assert os.path.basename(record_path("r", "c", "t", "p")) == "t__p.json"
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files; a shared results folder needs what open() would give."""
+    from clrbench.atomic import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "r.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from clrbench.adapters import Encoder
+from clrbench.atomic import publish
 from clrbench.transfer.datasets import LabeledImages
 from clrbench.transfer.taskcard import Preprocessing
 
@@ -113,7 +114,7 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
             start += len(x)
         feats.flush()
         del feats
-        os.replace(tmp, out)
+        publish(tmp, out)
         np.save(out.with_suffix(".valid.npy"), valid)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from clrbench.atomic import write_text
 from clrbench.transfer.datasets import LOADERS, DatasetError, LabeledImages
 from clrbench.transfer.taskcard import SPLITS, SplitSpec, TaskCard
 
@@ -89,20 +88,6 @@ def _resolve_indices(card: TaskCard, sources: dict[str, LabeledImages]) -> dict[
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
     h = hashlib.sha256()
     for i in indices:
@@ -139,7 +124,7 @@ def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskDa
         idx = _resolve_indices(card, sources)
         text = json.dumps({k: {"source": s, "indices": i.tolist(), "ids_sha256": _ids_hash(sources[s], i)}
                            for k, (s, i) in idx.items()})
-        _atomic_write_text(path, text)
+        write_text(path, text)
     split_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     parts = {k: sources[s].subset(i) for k, (s, i) in idx.items()}
     for part in parts.values():

@@ -1,0 +1,68 @@
+"""Atomic file writes: readers see the old file or the new one, never a torn one.
+
+Every file clrbench writes for others to read (checkpoints, records, split lists, plots,
+exports) goes through :func:`atomic_file`: a temporary file in the same folder (same
+filesystem, so ``os.replace`` is atomic), fsynced, given the permissions an ordinary
+``open()`` would give (``mkstemp`` makes 0600 files, which other users of a shared results
+folder could not read), then renamed over the target. On any error, a full disk or an
+interrupt included, the temporary file is removed and the previous file is left intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+def _default_mode() -> int:
+    """0o666 minus the process umask: what ``open(path, 'w')`` would create."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # Persist the rename itself; not possible on every OS/filesystem, hence best effort.
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temporary file (e.g. a memmap written in place) ordinary permissions
+    and rename it over ``path``."""
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
