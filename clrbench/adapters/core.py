@@ -60,6 +60,29 @@ Adapter = Callable[[str], Encoder]
 ADAPTERS: Registry[Adapter] = Registry("checkpoint adapter")
 
 
+def input_normaliser(meta: dict[str, Any], device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """(B, 3, S, S) float images in [0, 1] -> the encoder's inputs: its ``input_range``, then
+    its ``mean`` / ``std`` when the metadata has them (none for SimCLR's own weights).
+
+    The one place feature extraction and fine-tuning turn pixels into encoder inputs, so the
+    two protocols can never feed one encoder differently.
+    """
+    lo, hi = meta.get("input_range") or [0.0, 1.0]
+    mean, std = meta.get("mean"), meta.get("std")
+    m = torch.tensor(mean or [0.0] * 3, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std or [1.0] * 3, device=device).view(1, 3, 1, 1)
+    rescale, normalise = (lo, hi) != (0.0, 1.0), bool(mean) or bool(std)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        if rescale:
+            x = x * (hi - lo) + lo
+        if normalise:
+            x = (x - m) / s
+        return x
+
+    return apply
+
+
 def run_name(path: Path) -> str:
     """runs/quickstart/last.pt -> quickstart; runs/x/step_0000100.pt -> x-step_0000100."""
     if path.stem == "last":

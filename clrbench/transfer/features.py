@@ -8,7 +8,6 @@ stream into a memory-mapped file, so memory stays bounded whatever the dataset s
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from clrbench.adapters import Encoder
+from clrbench.adapters.core import input_normaliser
 from clrbench.atomic import publish
 from clrbench.transfer.datasets import LabeledImages
 from clrbench.transfer.taskcard import Preprocessing
@@ -61,27 +61,6 @@ class _Preprocessed(torch.utils.data.Dataset):
             return torch.zeros(3, self.crop, self.crop), False
 
 
-def _normaliser(meta: dict[str, Any], device: torch.device) -> Any:
-    lo, hi = meta.get("input_range", [0.0, 1.0])
-    mean, std = meta.get("mean"), meta.get("std")
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1) if mean else None
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1) if std else None
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        x = x * (hi - lo) + lo
-        if m is not None:
-            x = (x - m) / s
-        return x
-
-    return apply
-
-
-def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "bfloat16" and (device.type == "cpu" or torch.cuda.is_bf16_supported()):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing, out: Path,
                      batch_size: int = 256, dtype: str = "bfloat16", device: str | torch.device = "cpu",
@@ -94,7 +73,10 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
     """
     dev = torch.device(device)
     module = encoder.module.to(dev).eval()
-    norm = _normaliser(encoder.meta, dev)
+    from clrbench.simclr.train import autocast_for  # the pretraining loop's bf16 rule
+
+    norm = input_normaliser(encoder.meta, dev)
+    precision = "auto" if dtype == "bfloat16" else "fp32"
     loader = torch.utils.data.DataLoader(_Preprocessed(images, pre), batch_size=batch_size,
                                          num_workers=num_workers, shuffle=False)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +89,7 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
         start = 0
         for x, ok in loader:
             x = norm(x.to(dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)
-            with _autocast(dev, dtype):
+            with autocast_for(dev, precision):
                 h = module(x)
             feats[start : start + len(x)] = h.float().cpu().numpy()
             valid[start : start + len(x)] = ok.numpy()

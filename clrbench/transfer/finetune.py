@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from clrbench.adapters import Encoder
+from clrbench.adapters.core import input_normaliser
 from clrbench.checkpoint import CheckpointError, atomic_torch_save, load
+from clrbench.simclr.train import autocast_for
 from clrbench.transfer.datasets import LabeledImages
 from clrbench.transfer.finetune_data import (
     EvalImages,
@@ -129,31 +131,20 @@ def build_net(encoder: Encoder, spec: TrialSpec, device: torch.device) -> Finetu
 
 
 def input_scaler(meta: dict[str, Any], device: torch.device) -> Any:
-    """uint8 (B, 3, S, S) -> float inputs in the encoder's range and normalisation (its metadata)."""
-    lo, hi = meta.get("input_range") or [0.0, 1.0]
-    mean, std = meta.get("mean"), meta.get("std")
-    m = torch.tensor(mean or [0.0] * 3, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std or [1.0] * 3, device=device).view(1, 3, 1, 1)
-    normalise = bool(mean) or bool(std)
+    """uint8 (B, 3, S, S) -> float inputs in the encoder's range and normalisation (its metadata),
+    channels_last, through the same :func:`~clrbench.adapters.core.input_normaliser` as
+    feature extraction."""
+    normalise = input_normaliser(meta, device)
 
     def scale(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device, non_blocking=True).float().mul_((hi - lo) / 255.0).add_(lo)
-        if normalise:
-            x = (x - m) / s
+        x = normalise(x.to(device, non_blocking=True).float().mul_(1.0 / 255.0))
         return x.contiguous(memory_format=torch.channels_last)
 
     return scale
 
 
-def autocast(device: torch.device, precision: str) -> Any:
-    """bf16 autocast where supported (the pretraining loop's rule), else full fp32."""
-    from clrbench.simclr.train import autocast_for
-
-    return autocast_for(device, precision)
-
-
 def compute_dtype(device: str | torch.device, precision: str) -> str:
-    """What ``autocast(device, precision)`` computes in: ``bf16`` or ``fp32`` (for records)."""
+    """What ``autocast_for(device, precision)`` computes in: ``bf16`` or ``fp32`` (for records)."""
     dev = torch.device(device)
     if precision == "fp32" or (dev.type == "cuda" and not torch.cuda.is_bf16_supported()):
         return "fp32"
@@ -241,7 +232,7 @@ def fine_tune_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, 
     """One SGD step on a batch x (B, 3, S, S) float, y (B,) or (B, 2C); returns the loss (no sync)."""
     for group in opt.param_groups:
         group["lr"] = lr
-    with autocast(device, spec.precision):
+    with autocast_for(device, spec.precision):
         logits = net(x)
     loss = loss_of(logits, y, spec.multilabel)
     opt.zero_grad(set_to_none=True)
@@ -263,7 +254,7 @@ def predict(net: nn.Module, encoder: Encoder, images: LabeledImages, sizes: Imag
     scale = input_scaler(encoder.meta, dev)
     scores, valid = [], []
     for x, ok in eval_loader(EvalImages(images, sizes), batch_size, dev):
-        with autocast(dev, spec.precision):
+        with autocast_for(dev, spec.precision):
             scores.append(net(scale(x)).float().cpu().numpy())
         valid.append(ok.numpy())
     net.train()
