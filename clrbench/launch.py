@@ -132,7 +132,7 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
         raise LaunchError(f"No Ray cluster answers at {address} ({e.strerror or e}); start one with "
-                          "`ray start --head` there, or pass --address auto for the local one.") from None
+                          "`ray start --head` there, or drop --address to start a local one.") from None
 
 
 def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float,

@@ -253,6 +253,12 @@ def connect_ray(address: str | None, workers: int | None) -> Any:
 
     if ray.is_initialized():
         return ray
+    from clrbench.launch import LaunchError, check_ray_address
+
+    try:  # ray.init retries a dead address for minutes; the launcher's check answers in seconds
+        check_ray_address(address)
+    except LaunchError as e:
+        raise ExecutorError(str(e)) from None
     try:
         ray.init(address=address, num_cpus=workers if address is None else None, include_dashboard=False,
                  log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
