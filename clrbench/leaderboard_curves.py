@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrbench.records import Record, write_atomic
+from clrbench.atomic import write_bytes
+from clrbench.records import Record
 from clrbench.reference import TRANSFER_TASKS
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def plot_curves(curves: Sequence[Curve], path: Path | str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     out = Path(path)
-    write_atomic(out, buf.getvalue())
+    write_bytes(out, buf.getvalue())
     return out
 
 

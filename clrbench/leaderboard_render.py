@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrbench.records import write_atomic
+from clrbench.atomic import write_bytes
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -229,7 +229,7 @@ def plot(board: Board, path: Path | str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     out = Path(path)
-    write_atomic(out, buf.getvalue())
+    write_bytes(out, buf.getvalue())
     return out
 
 

@@ -186,12 +186,6 @@ def record_path(results_dir: Path | str, checkpoint_id: str, task: str, protocol
     return Path(results_dir) / "records" / checkpoint_id / f"{task}__{protocol}.json"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a
-    torn one (:mod:`clrbench.atomic`)."""
-    write_bytes(path, data)
-
-
 def write_record(results_dir: Path | str, record: Record) -> Path:
     """Write ``record`` atomically to its :func:`record_path`, replacing any previous one.
 
@@ -199,7 +193,7 @@ def write_record(results_dir: Path | str, record: Record) -> Path:
         The path written.
     """
     path = record_path(results_dir, record.checkpoint_id, record.task, record.protocol)
-    write_atomic(path, dumps_record(record).encode("utf-8"))
+    write_bytes(path, dumps_record(record).encode("utf-8"))
     return path
 
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from clrbench.records import write_atomic
+from clrbench.atomic import write_bytes
 from clrbench.study.results import Baseline, Outcome, augment_matrix
 
 FAILED_MARK = {"marker": "x", "color": "red", "s": 60, "zorder": 4}
@@ -32,7 +32,7 @@ def save(fig: Any, path: Path | str) -> Path:
     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
     _pyplot().close(fig)
     path = Path(path)
-    write_atomic(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clrbench.atomic import write_bytes
 from clrbench.config import PretrainConfig, load_pretrain_config, to_dict
-from clrbench.records import RecordError, read_record, record_path, write_atomic
+from clrbench.records import RecordError, read_record, record_path
 from clrbench.study.budget import Budget
 from clrbench.study.cost import TrialCost, count_images, seconds_per_image, trial_cost
 from clrbench.study.grids import Trial
@@ -167,7 +168,7 @@ def write_plan(plan: StudyPlan, command: str) -> Path:
         "trials": [{"key": t.key, "point": t.point, "overrides": list(t.overrides)} for t in plan.trials],
     }
     path = plan.study_dir / "study.json"
-    write_atomic(path, json.dumps(data, indent=1).encode())
+    write_bytes(path, json.dumps(data, indent=1).encode())
     return path
 
 
@@ -211,6 +212,6 @@ def finish(plan: StudyPlan, ops: list[str] | None = None, subtitle: str = "") ->
     if baseline is not None:
         table = res.with_baseline(table, baseline)
     md = f"### {table.title}\n\n{to_markdown(table)}\n{table.caption}\n"
-    write_atomic(plan.study_dir / f"{plan.study}.md", md.encode())
+    write_bytes(plan.study_dir / f"{plan.study}.md", md.encode())
     png = plot_study(plan.study, outcomes, plan.study_dir / f"{plan.study}.png", ops, subtitle, baseline)
     return outcomes, table, png

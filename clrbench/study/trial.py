@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from clrbench.atomic import write_bytes
 from clrbench.config import PretrainConfig, load_pretrain_config
-from clrbench.records import Record, provenance, write_atomic
+from clrbench.records import Record, provenance
 from clrbench.study.grids import Trial
 
 PROTOCOL = "linear"
@@ -144,7 +145,7 @@ def pretrain_once(job: StudyJob) -> dict[str, Any]:
             if math.isfinite(summary.seconds):
                 out["seconds"] = round(summary.seconds, 1)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / OUTCOME, json.dumps(out, indent=1).encode())
+        write_bytes(run_dir / OUTCOME, json.dumps(out, indent=1).encode())
         return out
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from clrbench.records import Record, provenance, write_atomic
+from clrbench.atomic import write_bytes
+from clrbench.records import Record, provenance
 from clrbench.transfer.finetune_data import ImageSizes
 from clrbench.transfer.jobs import EvalError, EvalJob, _stderr, _task
 from clrbench.transfer.taskcard import FinetuneProtocol, TaskCard, load_protocol
@@ -120,7 +121,7 @@ def read_trial(path: Path) -> TrialResult | None:
 def save_trial(result: TrialResult) -> Path:
     """Persist a trial result atomically at its own ``path``."""
     path = Path(result.path)
-    write_atomic(path, (json.dumps(result.to_dict(), sort_keys=True) + "\n").encode())
+    write_bytes(path, (json.dumps(result.to_dict(), sort_keys=True) + "\n").encode())
     return path
 
 
