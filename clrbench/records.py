@@ -149,7 +149,11 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
 def _git_state() -> tuple[str | None, bool | None]:
+    # Once per process: three git subprocesses per record were most of the harness's per-job
+    # cost, and the code a process runs is the code it imported, so the state at first use
+    # is the one that describes it.
     pkg = Path(__file__).resolve().parent
     # The package must be tracked by the checkout: an installed copy inside some other
     # repository (a venv in a project) must not report that project's SHA.

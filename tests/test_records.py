@@ -165,7 +165,9 @@ def test_provenance_never_fails_without_git(monkeypatch: pytest.MonkeyPatch) -> 
         raise FileNotFoundError("git")
 
     monkeypatch.setattr(records.subprocess, "run", no_git)
+    records._git_state.cache_clear()  # computed once per process; recompute without git
     prov = provenance()
+    records._git_state.cache_clear()
     assert prov["git_sha"] is None and prov["git_dirty"] is None
 
 
