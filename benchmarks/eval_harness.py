@@ -44,7 +44,8 @@ class NoopJob:
 
 def run_noop(job: NoopJob) -> Any:
     """A record of ``job.n`` predictions, built without any computation."""
-    from clrbench.records import Record, provenance
+    from clrbench.provenance import provenance
+    from clrbench.records import Record
 
     preds = {"y": list(range(job.n)), "pred": list(range(job.n))}
     return Record("noop", job.name, "linear", "top1", "ok", 100.0, 0.0, 1, 1, {}, {}, [[0.1, 1.0]] * 45, preds,
@@ -56,8 +57,8 @@ def suite(spec: str, tasks: str, protocols: list[str], executor: str, root: Path
     """Wall seconds of one suite on a fresh cache and results folder; returns (seconds, jobs)."""
     from dataclasses import replace
 
-    from clrbench.transfer.executor import run_jobs, thread_limits
-    from clrbench.transfer.jobs import plan_jobs, plan_trials, run_job
+    from clrbench.eval.executor import run_jobs, thread_limits
+    from clrbench.eval.jobs import plan_jobs, plan_trials, run_job
 
     shutil.rmtree(root, ignore_errors=True)
     todo, _ = plan_jobs([spec], tasks, protocols, root / "res", cache_dir=str(root / "cache"))
@@ -79,7 +80,7 @@ def suite(spec: str, tasks: str, protocols: list[str], executor: str, root: Path
 
 def overhead(executor: str, root: Path, n_jobs: int, n_preds: int) -> float:
     """Milliseconds per no-op job through the executor (scheduling, serialisation, record write)."""
-    from clrbench.transfer.executor import run_jobs
+    from clrbench.eval.executor import run_jobs
 
     shutil.rmtree(root, ignore_errors=True)
     jobs = [NoopJob(f"t{i}", n_preds) for i in range(n_jobs)]
@@ -104,7 +105,7 @@ def main() -> None:
     protocols = args.protocols.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="clrbench-bench-"))
     load0 = os.getloadavg()
-    from clrbench.transfer.executor import connect_ray
+    from clrbench.eval.executor import connect_ray
 
     def run(name: str, executor: str, threads: int, direct: bool = False) -> tuple[float, int]:
         return suite(args.checkpoint, args.tasks, protocols, executor, tmp / name, threads, direct, args.trial_cpus)

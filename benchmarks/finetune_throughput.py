@@ -25,16 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from clrbench.adapters import load_encoder
-from clrbench.transfer import finetune as ft
-from clrbench.transfer.datasets import ArrayImages, LabeledImages
-from clrbench.transfer.finetune_data import (
+from clrbench.data.images import ArrayImages, LabeledImages
+from clrbench.eval.finetune import trainer as ft
+from clrbench.eval.finetune.images import (
     ImageSizes,
     StepBatches,
     TrainStream,
     loader_workers,
     train_loader,
 )
+from clrbench.weights.adapters import load_encoder
 
 
 def _sync(device: torch.device) -> None:
@@ -46,7 +46,7 @@ def _images(size: int, n: int) -> LabeledImages:
     if size == 32:
         import tempfile
 
-        from clrbench.transfer.jobs import EvalJob, _task
+        from clrbench.eval.jobs import EvalJob, _task
 
         cache = f"{tempfile.gettempdir()}/clrbench-bench"  # the digits split lists only
         return _task(EvalJob("random:resnet18", "bench", "digits", "linear", cache_dir=cache))[1].train

@@ -18,10 +18,10 @@ import time
 import torch
 
 from clrbench.config import derive, load_pretrain_config
+from clrbench.data.pretrain_source import open_source
+from clrbench.pretraining.train import _Batches, _step, build_optimizer
 from clrbench.simclr.augment import TorchvisionTwoView, TwoViewAugment
-from clrbench.simclr.data import open_source
 from clrbench.simclr.model import SimCLR
-from clrbench.simclr.train import _Batches, _step, build_optimizer
 
 
 def _time(fn, steps: int, warmup: int = 1) -> float:

@@ -2,7 +2,7 @@
 
 The probe of Kornblith et al. 2019 (protocol.md §2.1) on synthetic pooled-CNN-like features
 (power-law spectrum, non-negative after a ReLU, 100 classes, label noise), solved by
-``clrbench.transfer.probe.fit_probe`` and by scikit-learn's ``LogisticRegression(solver="lbfgs")``
+``clrbench.eval.probe.fit_probe`` and by scikit-learn's ``LogisticRegression(solver="lbfgs")``
 in its best configuration: warm-started along the same grid in the same order (largest lambda
 first), same tol and max_iter, BLAS pinned to one thread with threadpoolctl. Prints a markdown
 table: seconds, lambda chosen, best val and test score.
@@ -24,8 +24,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from clrbench.transfer.metrics import top1
-from clrbench.transfer.probe import fit_probe, lambda_grid
+from clrbench.eval.metrics import top1
+from clrbench.eval.probe import fit_probe, lambda_grid
 
 
 def synthetic_features(n: int, d: int, k: int, signal: float, label_noise: float,

@@ -28,6 +28,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from clrbench import dist
+from clrbench.simclr.global_bn import convert_global_bn
 
 
 class _Net(nn.Module):
@@ -67,7 +68,7 @@ def _worker(rank: int, cfg: dict, port: int, out: str) -> None:
     torch.manual_seed(0)
     model = _Net(cfg["width"])
     if cfg["global_bn"]:
-        dist.convert_global_bn(model)
+        convert_global_bn(model)
     net = dist.wrap_ddp(model, torch.device("cpu"))
     opt = LARS(param_groups(model, 1e-6), lr=0.3, weight_decay=1e-6)
     n = cfg["batch"] // cfg["world"]

@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from clrbench.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A recipe or override that does not fit the schema; the message names the key."""
 
 

@@ -25,14 +25,15 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
+from clrbench.errors import UserError
+
 _T = TypeVar("_T")
-_M = TypeVar("_M", bound=nn.Module)
 
 # Seconds spent in collectives, by tag, while `comm_timer` is active; None means "not timing".
 _comm_seconds: dict[str, float] | None = None
 
 
-class DistError(RuntimeError):
+class DistError(UserError, RuntimeError):
     """A process group that cannot be set up as asked; the message says why in one sentence."""
 
 
@@ -289,7 +290,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 
     DDP broadcasts rank 0's parameters and buffers at construction, so every rank starts from the
     same weights, and averages gradients over ranks in backward (the convention of this module's
-    docstring). Convert batch norms with :func:`convert_global_bn` before calling this.
+    docstring). Convert batch norms with :func:`clrbench.simclr.global_bn.convert_global_bn` before calling this.
 
     Args:
         model: already on ``device``.
@@ -308,25 +309,3 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
         else None
     )
     return DistributedDataParallel(model, device_ids=device_ids)
-
-
-def convert_global_bn(model: _M) -> _M:
-    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``model`` by a GlobalBatchNorm, in place.
-
-    Call it before wrapping in DDP, which records the modules it wraps. Building the optimizer
-    before or after does not matter: the new modules keep the very same Parameter and buffer
-    objects, so keys, values, ``requires_grad`` and optimizer references are unchanged. ``weight=None`` or ``bias=None`` stay None. In one
-    process GlobalBatchNorm runs the native kernel, so converting is always safe.
-
-    Returns:
-        ``model`` (or the replacement when ``model`` itself is a batch norm).
-    """
-    from clrbench.simclr.global_bn import GlobalBatchNorm  # local: global_bn imports this module
-
-    if isinstance(model, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-        return GlobalBatchNorm.from_batchnorm(model)  # type: ignore[return-value]
-    for name, child in model.named_children():
-        converted = convert_global_bn(child)
-        if converted is not child:
-            setattr(model, name, converted)
-    return model

@@ -1,6 +1,6 @@
 """Run the one training loop in this process, under torchrun, or on Ray Train.
 
-The loop (:func:`clrbench.simclr.train.train_loop`) is the same function under all three;
+The loop (:func:`clrbench.pretraining.train.train_loop`) is the same function under all three;
 this module is the only place that knows how processes are started.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from clrbench.config import PretrainConfig, to_dict
+from clrbench.errors import UserError
 
 
-class LaunchError(RuntimeError):
+class LaunchError(UserError, RuntimeError):
     """Processes could not be started or did not finish; one clear sentence."""
 
 
@@ -41,7 +42,7 @@ def _local(cfg: PretrainConfig, resume: bool, reporter_factory: Callable[[], Any
     """In this process; under torchrun (WORLD_SIZE set) it joins the process group first."""
     from clrbench import dist
     from clrbench.log import setup_logging
-    from clrbench.simclr.train import train_loop
+    from clrbench.pretraining.train import train_loop
 
     started = dist.init_from_env()
     setup_logging(dist.rank())
@@ -86,7 +87,7 @@ def _ray_worker(config: dict[str, Any]) -> None:
     from clrbench import dist
     from clrbench.config import PretrainConfig, from_dict
     from clrbench.log import setup_logging
-    from clrbench.simclr.train import train_loop
+    from clrbench.pretraining.train import train_loop
 
     torch.set_num_threads(max(1, int(config["threads"])))  # Ray reuses processes: set it here
     cfg: PretrainConfig = from_dict(PretrainConfig, config["cfg"])
@@ -188,9 +189,9 @@ def _absolute_out(cfg: PretrainConfig) -> PretrainConfig:
 def _summary_from_run(run_dir: Path) -> Any:
     import json
 
-    from clrbench.checkpoint import load_clrbench
     from clrbench.config import Derived
-    from clrbench.simclr.train import TrainSummary
+    from clrbench.pretraining.train import TrainSummary
+    from clrbench.weights.checkpoint import load_clrbench
 
     ckpt = load_clrbench(run_dir / "last.pt")
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()

@@ -18,6 +18,7 @@ from distributed_helpers import free_port, run_distributed
 from torch import nn
 
 from clrbench import dist
+from clrbench.simclr.global_bn import convert_global_bn
 
 TOL = 1e-5
 WORLD = 2
@@ -245,7 +246,7 @@ def _train_steps(
 
     model = _tiny_simclr().to(dtype)
     if global_bn:
-        dist.convert_global_bn(model)
+        convert_global_bn(model)
     net = dist.wrap_ddp(model, torch.device("cpu"))
     opt = LARS(param_groups(model, 1e-4), lr=0.5, momentum=0.9, weight_decay=1e-4)
     n = batch // dist.world_size()

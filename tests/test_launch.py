@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clrbench.checkpoint import load_clrbench
+from clrbench.weights.checkpoint import load_clrbench
 
 TINY = ["model.width=0.125", "model.head_dim=16", "data.num_images=256", "optim.batch_size_global=32",
         "optim.warmup_epochs=1", "run.log_every=1", "augment.image_size=16", "run.precision=fp32"]

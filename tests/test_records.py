@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from clrbench import provenance as provenance_mod
 from clrbench import records
+from clrbench.provenance import provenance
 from clrbench.records import (
     Record,
     RecordError,
     has_record,
-    provenance,
     read_record,
     read_records,
     record_path,
@@ -81,7 +82,7 @@ def test_a_failure_mid_write_keeps_the_previous_file(tmp_path: Path, monkeypatch
     def boom(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(records.os, "fsync", boom)  # the new bytes are written, not yet renamed
+    monkeypatch.setattr(os, "fsync", boom)  # the new bytes are written, not yet renamed
     with pytest.raises(OSError, match="No space"):
         write_record(tmp_path, make_record(value=99.0))
     assert path.read_bytes() == before
@@ -164,10 +165,10 @@ def test_provenance_never_fails_without_git(monkeypatch: pytest.MonkeyPatch) -> 
     def no_git(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         raise FileNotFoundError("git")
 
-    monkeypatch.setattr(records.subprocess, "run", no_git)
-    records._git_state.cache_clear()  # computed once per process; recompute without git
+    monkeypatch.setattr(provenance_mod.subprocess, "run", no_git)
+    provenance_mod.git_state.cache_clear()  # computed once per process; recompute without git
     prov = provenance()
-    records._git_state.cache_clear()
+    provenance_mod.git_state.cache_clear()
     assert prov["git_sha"] is None and prov["git_dirty"] is None
 
 

@@ -1,6 +1,6 @@
 """The live job board of `clrbench eval`: jobs queued / running / done / failed, per task, with the ETA.
 
-It consumes the executor's events (:mod:`clrbench.transfer.executor`), so it shows the same
+It consumes the executor's events (:mod:`clrbench.eval.executor`), so it shows the same
 thing for the local and the Ray executor, and for any job type whose ``key`` reads
 (checkpoint_id, task, protocol, ...).
 """

@@ -3,7 +3,6 @@ known bad-input errors into one sentence and a non-zero exit."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any, NoReturn
 
 import typer
@@ -16,23 +15,11 @@ app = typer.Typer(
 console = Console(stderr=True)
 stdout = Console()
 
-# Errors that mean "bad input": one sentence and exit 2. (module, class) so nothing is imported.
-_USER_ERRORS = [
-    ("clrbench.config", "ConfigError"), ("clrbench.registry", "UnknownNameError"),
-    ("clrbench.simclr.data", "DataError"), ("clrbench.simclr.train", "TrainingError"),
-    ("clrbench.checkpoint", "CheckpointError"), ("clrbench.transfer.datasets", "DatasetError"),
-    ("clrbench.transfer.probe", "ProbeInputError"), ("clrbench.records", "RecordError"),
-    ("clrbench.dist", "DistError"), ("clrbench.launch", "LaunchError"),
-    ("clrbench.transfer.jobs", "EvalError"), ("clrbench.adapters", "AdapterError"),
-]
-
-
 def _is_user_error(e: BaseException) -> bool:
-    for mod, name in _USER_ERRORS:
-        cls = getattr(sys.modules.get(mod), name, None)
-        if cls is not None and isinstance(e, cls):
-            return True
-    return False
+    """Bad input: one sentence and exit 2 (every such error derives from UserError)."""
+    from clrbench.errors import UserError
+
+    return isinstance(e, UserError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -23,7 +23,7 @@ def probe(
     """Run the Kornblith linear probe (45-point lambda grid, L-BFGS) on precomputed features."""
     import json
 
-    from clrbench.transfer.probe import probe_npz
+    from clrbench.eval.probe import probe_npz
 
     res = probe_npz(features, metric=metric, device=device)
     if json_:
@@ -83,9 +83,9 @@ class _Plan:
 
     def evaluate(self, specs: list[str]) -> list[str]:
         """Run every missing job of ``specs``; returns their checkpoint ids."""
-        from clrbench.transfer.executor import run_jobs
-        from clrbench.transfer.jobs import plan_jobs, plan_trials
-        from clrbench.transfer.watch import checkpoint_progress
+        from clrbench.eval.executor import run_jobs
+        from clrbench.eval.jobs import plan_jobs, plan_trials
+        from clrbench.eval.watch import checkpoint_progress
 
         if not specs:
             return []
@@ -109,7 +109,7 @@ class _Plan:
 
 def _phases(todo: list[Any], trials: list[Any]) -> tuple[list[Any], list[Any]]:
     """On Ray, fine-tune trials fan out beside the other jobs first; the fine-tune final jobs
-    run after them and find their trials done (see clrbench.transfer.jobs)."""
+    run after them and find their trials done (see clrbench.eval.jobs)."""
     fanned = {t.key for t in trials}
     return trials + [j for j in todo if j.key not in fanned], [j for j in todo if j.key in fanned]
 
@@ -122,7 +122,7 @@ def _with_progress(rec: Any, info: dict[str, Any]) -> Any:
 
 
 def _watch(plan: _Plan, run_dir: Path, snapshots: Path, poll: float) -> list[str]:
-    from clrbench.transfer.watch import watch_run
+    from clrbench.eval.watch import watch_run
 
     ids: list[str] = []
 
@@ -187,8 +187,8 @@ def leaderboard(
 
 
 def _columns(tasks: str | None) -> list[str] | None:
-    from clrbench.reference import TRANSFER_TASKS
-    from clrbench.transfer.taskcard import load_cards, select_tasks
+    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.leaderboard.reference import TRANSFER_TASKS
 
     if tasks is None:
         return None
@@ -198,7 +198,8 @@ def _columns(tasks: str | None) -> list[str] | None:
 
 def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | None, plot: Path | None,
                 only: list[str] | None, tasks: str | None = None) -> None:
-    from clrbench import leaderboard as lb
+    from clrbench.leaderboard import board as lb
+    from clrbench.leaderboard import render
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
@@ -208,14 +209,14 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:
         if fmt == "table":
-            for block in lb.render_rich_blocks(board, stdout.width):
+            for block in render.render_rich_blocks(board, stdout.width):
                 stdout.print(block)
         else:
-            stdout.print({"md": lb.to_markdown, "csv": lb.to_csv, "json": lb.to_json}[fmt](board), end="",
+            stdout.print({"md": render.to_markdown, "csv": render.to_csv, "json": render.to_json}[fmt](board), end="",
                          markup=False, highlight=False, soft_wrap=True)
         if plot is not None:
             target = plot if len(boards) == 1 else plot.with_name(f"{plot.stem}-{board.protocol}{plot.suffix}")
-            lb.plot(board, target)
+            render.plot(board, target)
             console.print(f"Plot written to {target}.")
     if fmt in ("table", "md") or plot is not None:
         _show_curves(results, only, protocol, fmt if fmt in ("table", "md") else None, plot)
@@ -224,7 +225,7 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
 def _show_curves(results: Path, only: list[str] | None, protocol: str | None = None, fmt: str | None = "table",
                  plot: Path | None = None) -> None:
     """Score-vs-epoch tables (and a plot) for runs with several evaluated checkpoints."""
-    from clrbench import leaderboard_curves as lc
+    from clrbench.leaderboard import curves as lc
     from clrbench.records import read_records
 
     records = [r for r in read_records(results) if only is None or r.checkpoint_id in only]

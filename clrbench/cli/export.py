@@ -17,7 +17,7 @@ def export(
     out: Annotated[str, typer.Option(help="Output .safetensors file (written atomically; an existing file is replaced only once the new one is complete).")],
 ) -> None:
     """Write an encoder alone (torchvision ResNet keys, no fc) with its input range and normalisation in the header."""
-    from clrbench.export import export_encoder, parameter_count
+    from clrbench.weights.export import export_encoder, parameter_count
 
     path, enc = export_encoder(checkpoint, out)
     m = enc.meta

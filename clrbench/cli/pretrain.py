@@ -70,7 +70,7 @@ def _print_dry_run(cfg: Any, launcher: str, nproc: int, workers: int) -> None:
     import yaml
 
     from clrbench.config import derive, to_dict
-    from clrbench.simclr.data import open_source
+    from clrbench.data.pretrain_source import open_source
 
     world = {"local": 1, "torchrun": nproc, "ray": workers}.get(launcher, 1)
     d = derive(cfg, len(open_source(cfg.data)), world)

@@ -113,7 +113,7 @@ def _eval_device(device: str) -> str:
 
 
 def _eval_images(tasks: list[str]) -> dict[str, int]:
-    from clrbench.transfer.taskcard import load_cards
+    from clrbench.data.cards import load_cards
 
     cards = load_cards()
     return {t: sum(cards[t].expected_sizes.values()) if t in cards else 0 for t in tasks}

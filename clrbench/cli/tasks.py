@@ -22,7 +22,7 @@ def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of card
     """List the task cards with their metric and split sizes."""
     from rich.table import Table
 
-    from clrbench.transfer.taskcard import load_cards
+    from clrbench.data.cards import load_cards
 
     t = Table(title="clrbench tasks")
     for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "title"):
@@ -41,7 +41,7 @@ def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = No
     import yaml
 
     from clrbench.config import to_dict
-    from clrbench.transfer.taskcard import load_cards, select_tasks
+    from clrbench.data.cards import load_cards, select_tasks
 
     card = select_tasks(name, load_cards(tasks_dir))[0]
     stdout.print(yaml.safe_dump(to_dict(card), sort_keys=False))
@@ -51,7 +51,8 @@ def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = No
 @_guard
 def tasks_validate(tasks_dir: Annotated[Path | None, typer.Option()] = None) -> None:
     """Load and check every card and protocol; exit non-zero on the first problem."""
-    from clrbench.transfer.taskcard import cards_dir, load_cards, load_protocol
+    from clrbench.data.cards import cards_dir, load_cards
+    from clrbench.eval.protocols import load_protocol
 
     cards = load_cards(tasks_dir)
     pdir = (tasks_dir or cards_dir()) / "protocols"
@@ -100,8 +101,8 @@ def data_download(
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
 ) -> None:
     """Fetch what can still be fetched (resumable, md5-checked); print the manual steps for the rest."""
-    from clrbench.transfer.fetch import download_tasks
-    from clrbench.transfer.taskcard import load_cards, select_tasks
+    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.data.fetch import download_tasks
 
     cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
     bars = _FileBars()
@@ -125,8 +126,8 @@ def data_verify(
     """A table per dataset: files present / missing, classes, split sizes vs the card; exit 1 if anything differs."""
     from rich.table import Table
 
-    from clrbench.transfer.fetch import verify_tasks
-    from clrbench.transfer.taskcard import load_cards, select_tasks
+    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.data.fetch import verify_tasks
 
     cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
     reports = verify_tasks(cards, _data_root(root), check_md5=md5)

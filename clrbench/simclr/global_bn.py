@@ -12,10 +12,11 @@ rank's share, which DDP's average turns into the single-process gradient on the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from clrbench import dist
@@ -216,3 +217,26 @@ class GlobalBatchNorm(_BatchNorm):
 
 
 __all__ = ["GlobalBatchNorm", "global_batch_norm", "global_moments"]
+
+
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def convert_global_bn(model: _M) -> _M:
+    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``model`` by a GlobalBatchNorm, in place.
+
+    Call it before wrapping in DDP, which records the modules it wraps. Building the optimizer
+    before or after does not matter: the new modules keep the very same Parameter and buffer
+    objects, so keys, values, ``requires_grad`` and optimizer references are unchanged. ``weight=None`` or ``bias=None`` stay None. In one
+    process GlobalBatchNorm runs the native kernel, so converting is always safe.
+
+    Returns:
+        ``model`` (or the replacement when ``model`` itself is a batch norm).
+    """
+    if isinstance(model, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+        return GlobalBatchNorm.from_batchnorm(model)  # type: ignore[return-value]
+    for name, child in model.named_children():
+        converted = convert_global_bn(child)
+        if converted is not child:
+            setattr(model, name, converted)
+    return model

@@ -37,7 +37,7 @@ def count_images(cfg: PretrainConfig) -> int:
     """Images in the pretraining source (the embedded set without generating it)."""
     if cfg.data.source == "embedded":
         return cfg.data.num_images or 20000
-    from clrbench.simclr.data import open_source
+    from clrbench.data.pretrain_source import open_source
 
     return len(open_source(cfg.data))
 
@@ -50,8 +50,8 @@ def seconds_per_image(cfg: PretrainConfig, batch: int = 32, repeats: int = 2) ->
     """
     import torch
 
+    from clrbench.device import autocast_for, pick_device
     from clrbench.simclr.model import SimCLR
-    from clrbench.simclr.train import autocast_for, pick_device
 
     device = pick_device(cfg.run.device)
     model = SimCLR(cfg.model).to(device)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clrbench.adapters import ADAPTERS, Encoder
-from clrbench.checkpoint import encoder_state, load_clrbench, sha256_state
+from clrbench.weights.adapters import ADAPTERS, Encoder
+from clrbench.weights.checkpoint import encoder_state, load_clrbench, sha256_state
 
 SCHEME = "projection"
 
@@ -37,7 +37,7 @@ def load_projection(spec: str) -> Encoder:
     """Build g(f(.)) from ``projection:<path>`` (a clrbench pretraining checkpoint).
 
     Returns:
-        An :class:`~clrbench.adapters.Encoder` whose ``meta['feature_dim']`` is the size of
+        An :class:`~clrbench.weights.adapters.Encoder` whose ``meta['feature_dim']`` is the size of
         z and whose id is the run's name with ``-g`` appended.
     """
     from clrbench.config import ModelConfig, from_dict
@@ -62,7 +62,7 @@ def load_projection(spec: str) -> Encoder:
 
 
 def register() -> None:
-    """Make ``projection:`` known to :func:`clrbench.adapters.load_encoder` (idempotent)."""
+    """Make ``projection:`` known to :func:`clrbench.weights.adapters.load_encoder` (idempotent)."""
     if SCHEME not in ADAPTERS:
         ADAPTERS.add(SCHEME, load_projection)
 

@@ -27,7 +27,7 @@ from clrbench.study.results import Outcome, Table, collect, to_markdown
 from clrbench.study.trial import OUTCOME, StudyContext, StudyJob, read_outcome
 
 CONFIRM_ABOVE_S = 3600.0  # a study estimated above this many seconds needs --yes
-FILE_SOURCES = ("folder", "hf")  # decoded per image in DataLoader workers (clrbench.simclr.data)
+FILE_SOURCES = ("folder", "hf")  # decoded per image in DataLoader workers (clrbench.pretraining.stream)
 
 
 @dataclass
@@ -88,7 +88,7 @@ def plan_study(study: str, trials: list[Trial], *, recipe: str, overrides: list[
         ConfigError: an unknown task, a bad override, or a trial that cannot train (e.g. a
             batch larger than the data), before anything runs.
     """
-    from clrbench.transfer.taskcard import load_cards, select_tasks
+    from clrbench.data.cards import load_cards, select_tasks
 
     cards = select_tasks(tasks, load_cards(tasks_dir))
     base_overrides = (*budget.overrides, *overrides)  # the user's --set wins over the budget
@@ -112,7 +112,7 @@ def plan_study(study: str, trials: list[Trial], *, recipe: str, overrides: list[
 
 def _baseline(base: PretrainConfig, ctx: StudyContext, tasks: str, results_dir: Path) -> tuple[str, list[Any]]:
     """The random-init encoder every trial starts from (same arch, width, stem and seed)."""
-    from clrbench.transfer.jobs import plan_jobs
+    from clrbench.eval.jobs import plan_jobs
 
     m = base.model
     spec = f"random:{m.arch},width={m.width:g},stem={m.stem},seed={base.run.seed}"
@@ -183,8 +183,8 @@ def forget_failed(plan: StudyPlan) -> None:
 def execute(plan: StudyPlan, executor: str = "local", on_event: Any = None, address: str | None = None,
             workers: int | None = None) -> list[Any]:
     """Run the jobs still to do through the executor; records are written as they arrive."""
+    from clrbench.eval.executor import run_jobs
     from clrbench.study.trial import on_job_failure, run_study_job
-    from clrbench.transfer.executor import run_jobs
 
     forget_failed(plan)
     records = run_jobs(plan.todo, plan.results_dir, executor=executor, on_event=on_event, run=run_study_job,

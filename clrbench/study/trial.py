@@ -1,6 +1,6 @@
 """One study job: (trial, task, feature layer) -> one linear-probe record, pretraining first.
 
-The executor's unit is a job with one record (``clrbench.transfer.executor``), while a trial
+The executor's unit is a job with one record (``clrbench.eval.executor``), while a trial
 is one pretraining run probed on several tasks (and on h and g(h) in the head study). So
 every job of a trial first makes sure its run is trained: the first job to take the run's
 file lock trains it (resuming a run a killed study left half-way), and the others find the
@@ -22,7 +22,8 @@ from typing import Any
 
 from clrbench.atomic import write_bytes
 from clrbench.config import PretrainConfig, load_pretrain_config
-from clrbench.records import Record, provenance
+from clrbench.provenance import provenance
+from clrbench.records import Record
 from clrbench.study.grids import Trial
 
 PROTOCOL = "linear"
@@ -117,7 +118,7 @@ def pretrain_once(job: StudyJob) -> dict[str, Any]:
     outcome ``diverged`` (a result: S-v1 Table 5's raw dot products can blow up), any other
     error ``failed`` with its message; the next study command retries failed runs only.
     """
-    from clrbench.simclr.train import TrainingError, train_loop
+    from clrbench.pretraining.train import TrainingError, train_loop
 
     run_dir = job.run_dir
     with _locked(run_dir.parent / f".{job.run_name}.lock"):
@@ -151,8 +152,8 @@ def pretrain_once(job: StudyJob) -> dict[str, Any]:
 
 def run_study_job(job: StudyJob) -> Record:
     """Pretrain the trial if needed, then probe its ``layer`` on ``task``; never writes the record."""
+    from clrbench.eval.jobs import EvalJob, run_linear
     from clrbench.study.projection import SCHEME, register
-    from clrbench.transfer.jobs import EvalJob, run_linear
 
     register()  # in every process that runs jobs: Ray workers import this module, not the CLI
     outcome = pretrain_once(job)
@@ -169,7 +170,8 @@ def run_study_job(job: StudyJob) -> Record:
 
 def unfinished_record(job: StudyJob, status: str, error: str | None) -> Record:
     """The record of a job whose pretraining diverged or whose run failed: no value, the error kept."""
-    from clrbench.transfer.taskcard import load_cards, load_protocol
+    from clrbench.data.cards import load_cards
+    from clrbench.eval.protocols import load_protocol
 
     # This runs when something already went wrong (a bad card, a bad protocol file): it must
     # not raise again, or one failed job would stop the whole study.

@@ -10,7 +10,7 @@ from distributed_helpers import run_distributed  # tests/ is on sys.path via tes
 from torch import nn
 
 from clrbench import dist
-from clrbench.simclr.global_bn import GlobalBatchNorm, global_batch_norm
+from clrbench.simclr.global_bn import GlobalBatchNorm, convert_global_bn, global_batch_norm
 
 TOL = 1e-5
 
@@ -116,7 +116,7 @@ def test_convert_shares_parameters_and_keeps_none_bias() -> None:
     model[1].register_parameter("bias", None)
     weight, running_var = model[1].weight, model[1].running_var
     keys = model.state_dict().keys()
-    dist.convert_global_bn(model)
+    convert_global_bn(model)
     assert isinstance(model[1], GlobalBatchNorm) and isinstance(model[2][0], GlobalBatchNorm)
     assert (
         model[1].weight is weight and model[1].running_var is running_var and model[1].bias is None
@@ -129,7 +129,7 @@ def test_converted_encoder_keeps_its_checkpoint_keys() -> None:
 
     encoder, _ = build_encoder("resnet18", width=0.125, stem="cifar")
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    dist.convert_global_bn(encoder)
+    convert_global_bn(encoder)
     after = encoder.state_dict()
     assert not any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in encoder.modules())
     assert after.keys() == before.keys()
@@ -156,7 +156,7 @@ def _two_rank_worker() -> list[dict]:
     results = []
     for kind, momentum, bias, sizes in CASES:
         torch.manual_seed(0)
-        bn = dist.convert_global_bn(nn.Sequential(_reference_bn(kind, 6, momentum, bias)))[0]
+        bn = convert_global_bn(nn.Sequential(_reference_bn(kind, 6, momentum, bias)))[0]
         start = sum(sizes[: dist.rank()])
         results.append(_run_steps(bn, kind, slice(start, start + sizes[dist.rank()]), sum(sizes)))
     return results

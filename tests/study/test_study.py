@@ -28,7 +28,7 @@ def _plan(tmp_path: Path, trials: list[Any] | None = None, study: str = "augment
 @pytest.fixture
 def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Counts pretraining runs (by run name) while still running them."""
-    import clrbench.simclr.train as train
+    import clrbench.pretraining.train as train
 
     calls: list[str] = []
     real = train.train_loop
@@ -75,7 +75,7 @@ def test_a_deleted_record_is_probed_again_without_pretraining_again(tmp_path: Pa
 
 def test_a_study_killed_half_way_runs_only_the_missing_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                train_calls: list[str]) -> None:
-    import clrbench.transfer.jobs as jobs
+    import clrbench.eval.jobs as jobs
 
     real, seen = jobs.run_linear, []
 
@@ -99,7 +99,7 @@ def test_a_study_killed_half_way_runs_only_the_missing_trials(tmp_path: Path, mo
 
 
 def test_failed_and_diverged_trials_stay_in_the_picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clrbench.simclr.train as train
+    import clrbench.pretraining.train as train
 
     real = train.train_loop
 

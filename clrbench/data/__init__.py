@@ -1,0 +1,1 @@
+"""Datasets: task cards, splits, sources and fetching, the procedural generators, one image collection."""

@@ -1,0 +1,132 @@
+"""Deterministic train / val / test splits, written to disk once and read back.
+
+Where a dataset has no official validation split, val is carved from train by a stratified
+random draw with a fixed seed, sized as in BYOL Table 10 (protocol.md §0, §1.2). The index
+lists are written the first time and read back afterwards, so a split never silently changes;
+their hash goes into every record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clrbench.atomic import write_text
+from clrbench.data.cards import SPLITS, SplitSpec, TaskCard
+from clrbench.data.images import LOADERS, DatasetError, LabeledImages
+
+
+@dataclass
+class TaskData:
+    """The three splits of one task, with the hash of their index lists."""
+
+    train: LabeledImages
+    val: LabeledImages
+    test: LabeledImages
+    split_hash: str
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def carve(targets: np.ndarray, spec: SplitSpec) -> np.ndarray:
+    """Indices (sorted) of a stratified draw from ``targets`` following ``spec``.
+
+    Multi-label targets (n, C) are stratified by their first positive class.
+    """
+    y = targets.argmax(1) if targets.ndim == 2 else targets
+    rng = np.random.default_rng(spec.seed)
+    classes = np.unique(y)
+    if spec.size is not None:
+        if spec.size >= len(y):
+            raise DatasetError(f"cannot carve {spec.size} images from a split of {len(y)}.")
+        frac = spec.size / len(y)
+    picked = []
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        if spec.per_class is not None:
+            k = spec.per_class
+        elif spec.fraction is not None:
+            k = round(len(idx) * spec.fraction)
+        else:
+            k = round(len(idx) * frac)
+        if k >= len(idx):
+            raise DatasetError(
+                f"class {c} has {len(idx)} images; cannot carve {k} and keep any for training."
+            )
+        picked.append(rng.choice(idx, k, replace=False))
+    out = np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+    if spec.size is not None and len(out) != spec.size:
+        # Rounding per class can miss the total by a few; fix it deterministically.
+        rest = np.setdiff1d(np.arange(len(y)), out)
+        if len(out) < spec.size:
+            out = np.sort(np.concatenate([out, rng.choice(rest, spec.size - len(out), replace=False)]))
+        else:
+            out = np.sort(rng.choice(out, spec.size, replace=False))
+    return out
+
+
+def _resolve_indices(card: TaskCard, sources: dict[str, LabeledImages]) -> dict[str, tuple[str, np.ndarray]]:
+    """Map each of train/val/test to (source split name, indices into it)."""
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    for name in SPLITS:
+        spec = card.splits[name]
+        if spec.source is not None:
+            out[name] = (spec.source, np.arange(len(sources[spec.source])))
+    for name in SPLITS:
+        spec = card.splits[name]
+        if spec.carve_from is None:
+            continue
+        src_name, parent = out[spec.carve_from]
+        picked = parent[carve(sources[src_name].targets[parent], spec)]
+        out[name] = (src_name, picked)
+        out[spec.carve_from] = (src_name, np.setdiff1d(parent, picked))
+    return out
+
+
+def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for i in indices:
+        h.update(images.ids[int(i)].encode() + b"\n")
+    return h.hexdigest()
+
+
+def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskData:
+    """Build the three splits of ``card``, reading or writing their index lists in ``split_dir``.
+
+    Raises:
+        DatasetError: the data is missing or the stored index lists no longer fit it.
+    """
+    import clrbench.data.sources  # noqa: F401 - registers the twelve transfer loaders
+
+    loader = LOADERS.get(card.source.loader)
+    root = data_root / card.source.root_dir if (data_root and card.source.root_dir) else data_root
+    names = {s.source for s in card.splits.values() if s.source is not None}
+    sources = {n: loader(root, n, **card.source.args) for n in sorted(names)}
+    path = split_dir / f"{card.name}@v{card.version}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        idx = {k: (v["source"], np.asarray(v["indices"], np.int64)) for k, v in stored.items()}
+        for k, (src, ind) in idx.items():
+            # Indices alone could silently point at other images when a source grows (Birdsnap's
+            # obtained images): the hash of the image ids must match too.
+            fits = src in sources and (not len(ind) or ind.max() < len(sources[src]))
+            if not fits or _ids_hash(sources[src], ind) != stored[k].get("ids_sha256"):
+                raise DatasetError(
+                    f"the stored {k} split of {card.name} ({path}) does not fit the data found; "
+                    "the dataset changed since the split was written. Delete the file to re-carve."
+                )
+    else:
+        idx = _resolve_indices(card, sources)
+        text = json.dumps({k: {"source": s, "indices": i.tolist(), "ids_sha256": _ids_hash(sources[s], i)}
+                           for k, (s, i) in idx.items()})
+        write_text(path, text)
+    split_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    parts = {k: sources[s].subset(i) for k, (s, i) in idx.items()}
+    for part in parts.values():
+        part.num_classes = card.num_classes
+    return TaskData(parts["train"], parts["val"], parts["test"], split_hash)

@@ -1,0 +1,1 @@
+"""Evaluation: checkpoints x tasks x protocols -> jobs -> features, probes, fine-tunes -> records."""

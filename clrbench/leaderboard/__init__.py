@@ -1,0 +1,1 @@
+"""Records + published rows -> boards (pure) -> renderers; curves and the significance test."""

@@ -1,0 +1,107 @@
+"""Checkpoints: atomic save, safe load (``weights_only``), and the encoder's metadata.
+
+A clrbench checkpoint is a dict of tensors and plain values (design.md, Contracts): model
+state, optimizer and online-probe state, step and epoch, the resolved config, the encoder
+metadata (architecture, width, stem, feature dim, input range and normalisation), git SHA
+and clrbench version. It loads with ``torch.load(weights_only=True)``: nothing in it runs
+code, and a file that would is refused with one sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clrbench.atomic import atomic_file
+from clrbench.errors import UserError
+
+FORMAT = "clrbench.checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is missing, corrupt, foreign or unsafe; one clear sentence."""
+
+
+def encoder_metadata(arch: str, width: float, stem: str, feature_dim: int,
+                     mean: list[float] | None = None, std: list[float] | None = None) -> dict[str, Any]:
+    """What an evaluator needs to rebuild the encoder and feed it correctly.
+
+    clrbench's own encoders, like SimCLR's released ones, take RGB in [0, 1] without mean/std
+    normalisation (protocol.md §2.1, pixel scaling).
+    """
+    return {"arch": arch, "width": float(width), "stem": stem, "feature_dim": int(feature_dim),
+            "input_range": [0.0, 1.0], "mean": mean, "std": std}
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it.
+
+    On any failure (a full disk, an interrupt) the temporary file is removed and the previous
+    file at ``path`` is left intact.
+    """
+    with atomic_file(path) as f:
+        torch.save(obj, f)
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load any torch checkpoint safely (weights_only); errors are one clear sentence."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"No checkpoint at {p}.")
+    if p.is_dir():
+        raise CheckpointError(f"{p} is a folder; pass the checkpoint file (for example {p}/last.pt).")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{p} contains pickled code or objects that would run on load; clrbench loads "
+                "weights only and refuses it (re-save it as a plain state dict)."
+            ) from None
+        raise CheckpointError(f"{p} is not a readable checkpoint (corrupt pickle).") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        # A text file or a torn download surfaces as any of these (KeyError for a bad opcode).
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{p} is not a readable checkpoint ({detail}).") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict.")
+    return obj
+
+
+def load_clrbench(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by clrbench pretrain; a foreign file is refused."""
+    ckpt = load(path)
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a clrbench checkpoint (no '{FORMAT}' header).")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer clrbench; upgrade to read it.")
+    return ckpt
+
+
+def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The encoder's weights (torchvision ResNet keys) out of a clrbench checkpoint."""
+    prefix = "encoder."
+    return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_state(state: dict[str, torch.Tensor]) -> str:
+    """Content hash of a state dict (names, shapes, dtypes and bytes), independent of file format."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

@@ -1,0 +1,64 @@
+"""``clrbench export``: any ``--checkpoint`` spec -> the encoder alone, as ``.safetensors``.
+
+The file holds torchvision ResNet keys (``conv1.weight``, ``bn1.*``, ``layer1.0.conv1.weight``,
+...; no ``fc``), so for a width-1 ImageNet-stem encoder::
+
+    model = torchvision.models.resnet50()
+    missing, unexpected = model.load_state_dict(safetensors.torch.load_file(f), strict=False)
+    # missing == ['fc.weight', 'fc.bias'], unexpected == []
+
+The header metadata (string values, JSON-encoded) records how to feed it: ``arch``, ``width``,
+``stem``, ``feature_dim``, ``input_range``, ``mean``, ``std``, plus ``source`` (the spec),
+``source_sha256`` (the source file's bytes; the weights' hash for ``random:``/hub specs),
+``weights_sha256``, ``adapter`` and ``clrbench_version``. ``clrbench eval --checkpoint
+encoder.safetensors`` reads it back with the same preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clrbench import __version__
+from clrbench.atomic import write_bytes
+from clrbench.weights.adapters import Encoder, load_encoder
+from clrbench.weights.adapters.native import EXPORT_FORMAT
+from clrbench.weights.checkpoint import CheckpointError, sha256_file
+
+
+def export_metadata(encoder: Encoder, spec: str) -> dict[str, str]:
+    """The safetensors header of ``encoder`` (all values strings, as the format requires)."""
+    src = Path(encoder.path) if encoder.path else None
+    meta = {k: json.dumps(encoder.meta[k]) for k in
+            ("arch", "width", "stem", "feature_dim", "input_range", "mean", "std")}
+    if encoder.meta.get("conv1_padding") is not None:
+        meta["conv1_padding"] = json.dumps(encoder.meta["conv1_padding"])
+    return {"format": EXPORT_FORMAT, "format_version": "1", **meta, "source": spec,
+            "source_sha256": sha256_file(src) if src and src.is_file() else encoder.sha256,
+            "weights_sha256": encoder.sha256, "adapter": encoder.kind, "clrbench_version": __version__}
+
+
+def export_encoder(spec: str, out: str | Path) -> tuple[Path, Encoder]:
+    """Write the encoder of ``spec`` to ``out`` atomically (temp file, fsync, rename).
+
+    Returns:
+        (the path written, the encoder as loaded).
+
+    Raises:
+        CheckpointError: ``out`` does not end in ``.safetensors``, or any loading error.
+    """
+    from safetensors.torch import save
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"--out must end in .safetensors, got {out}.")
+    encoder = load_encoder(spec)
+    # safetensors wants contiguous, non-shared CPU tensors; clone() breaks any sharing.
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.module.state_dict().items()}
+    blob = save(state, metadata=export_metadata(encoder, spec))
+    write_bytes(out, blob)
+    return out, encoder
+
+
+def parameter_count(encoder: Encoder) -> int:
+    return sum(p.numel() for p in encoder.module.parameters())
