@@ -58,7 +58,8 @@ def suite(spec: str, tasks: str, protocols: list[str], executor: str, root: Path
     from dataclasses import replace
 
     from clrbench.eval.executor import run_jobs, thread_limits
-    from clrbench.eval.jobs import plan_jobs, plan_trials, run_job
+    from clrbench.eval.plan import plan_jobs
+    from clrbench.eval.runners import plan_trials, run_job
 
     shutil.rmtree(root, ignore_errors=True)
     todo, _ = plan_jobs([spec], tasks, protocols, root / "res", cache_dir=str(root / "cache"))
@@ -70,8 +71,10 @@ def suite(spec: str, tasks: str, protocols: list[str], executor: str, root: Path
         else:
             trials = plan_trials(todo) if executor == "ray" else []
             if trial_cpus is not None:
-                trials = [replace(t, options={**t.options, "resources": {"num_cpus": trial_cpus}}) for t in trials]
-            fanned = {t.key for t in trials}  # as `clrbench eval` does: trials beside the rest, then finals
+                trials = [replace(t, final=replace(t.final, options={**t.final.options,
+                                                                       "resources": {"num_cpus": trial_cpus}}))
+                          for t in trials]
+            fanned = {t.key for t in trials}  # as EvalPlan.phases does: trials beside the rest, then finals
             for phase in (trials + [j for j in todo if j.key not in fanned], [j for j in todo if j.key in fanned]):
                 if phase:
                     run_jobs(phase, root / "res", executor=executor, workers=2)

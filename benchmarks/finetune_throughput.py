@@ -46,10 +46,10 @@ def _images(size: int, n: int) -> LabeledImages:
     if size == 32:
         import tempfile
 
-        from clrbench.eval.jobs import EvalJob, _task
+        from clrbench.eval.jobs import EvalJob, load_job_task
 
         cache = f"{tempfile.gettempdir()}/clrbench-bench"  # the digits split lists only
-        return _task(EvalJob("random:resnet18", "bench", "digits", "linear", cache_dir=cache))[1].train
+        return load_job_task(EvalJob("random:resnet18", "bench", "digits", "linear", cache_dir=cache))[1].train
     side = round(size * 8 / 7)
     rng = np.random.default_rng(0)
     return ArrayImages(rng.integers(0, 255, (n, side, side, 3), dtype=np.uint8), np.arange(n) % 10, 10)

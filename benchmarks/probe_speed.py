@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from clrbench.eval.metrics import top1
-from clrbench.eval.probe import fit_probe, lambda_grid
+from clrbench.eval.probe import ProbeData, ProbeOptions, fit_probe, lambda_grid
 
 
 def synthetic_features(n: int, d: int, k: int, signal: float, label_noise: float,
@@ -71,7 +71,7 @@ def sklearn_probe(tr: tuple, va: tuple, te: tuple, grid: np.ndarray, tol: float,
 
 def clrbench_probe(tr: tuple, va: tuple, te: tuple, grid: np.ndarray, tol: float, max_iter: int) -> dict:
     """clrbench's fit_probe on the same arrays."""
-    r = fit_probe(*tr, *va, *te, "top1", lambdas=grid, tol=tol, max_iter=max_iter)
+    r = fit_probe(ProbeData(*tr, *va, *te), "top1", ProbeOptions(lambdas=grid, tol=tol, max_iter=max_iter))
     val = max(v for _, v in r.val_curve)
     return {"seconds": r.seconds, "lambda": r.best_lambda, "val": val, "test": r.test, "work": r.n_evals}
 

@@ -246,7 +246,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return AugmentOp(name=value)
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
-        return from_dict(tp, value, prefix=key)
+        return from_dict(tp, value, prefix=key)  # type: ignore[arg-type]
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}.")
@@ -342,7 +342,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or non-mapping file is a ConfigError."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        # libyaml's loader where PyYAML has it: cards, protocols and reference rows are read on
+        # every command, and the pure-Python one is most of a no-op rerun's time.
+        data = yaml.load(p.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise ConfigError(f"No such file: {p}.") from None
     except (OSError, UnicodeDecodeError) as e:

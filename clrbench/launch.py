@@ -6,6 +6,7 @@ this module is the only place that knows how processes are started.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -154,7 +155,7 @@ def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float
     if not ray.is_initialized():
         check_ray_address(address)
         try:
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=True)
+            ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise LaunchError(f"Cannot reach the Ray cluster at {address!r}: {e}") from None
     use_gpu = gpus_per_worker > 0

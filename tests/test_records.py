@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from clrbench import provenance as provenance_mod
-from clrbench import records
 from clrbench.provenance import provenance
 from clrbench.records import (
     Record,

@@ -38,6 +38,41 @@ DryRun = Annotated[bool, typer.Option(help="Print the trials and the cost estima
 CacheDir = Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share).")]
 DataRoot = Annotated[str | None, typer.Option(help="Folder holding the task datasets (default: $CLRBENCH_DATA).")]
 
+# The options every study shares, declared once: (name, annotation, default).
+_SHARED: list[tuple[str, Any, Any]] = [
+    ("recipe", Recipe, "quickstart"), ("set_", Sets, []), ("tasks", Tasks, "quick"), ("budget", BudgetOpt, "laptop"),
+    ("out", Out, Path("runs/studies")), ("results", Results, None), ("executor", Executor, "local"),
+    ("workers", Workers, None), ("address", Address, None), ("device", Device, "auto"),
+    ("gpus_per_trial", GpusPerTrial, 0.0), ("yes", Yes, False), ("dry_run", DryRun, False),
+    ("cache_dir", CacheDir, ".cache/clrbench"), ("data_root", DataRoot, None),
+]
+
+
+def study_command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a study command: its own options, then the shared ones (``_SHARED``), which the
+    command reads from ``ctx.params`` (see :func:`_common`) instead of repeating them."""
+    import functools
+    import inspect
+    import typing
+
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(fn).parameters.values())
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in _SHARED]
+
+        @functools.wraps(fn)
+        def wrapper(**kw: Any) -> None:
+            for n, _, _ in _SHARED:
+                kw.pop(n, None)
+            fn(**kw)
+
+        hints = typing.get_type_hints(fn, include_extras=True)
+        wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own] + shared)
+        wrapper.__annotations__ = {**hints, **{n: a for n, a, _ in _SHARED}}
+        return study_app.command(name, **kwargs)(_guard(wrapper))
+
+    return deco
+
 
 def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any]],
             ops: list[str] | None = None) -> None:
@@ -59,7 +94,7 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
 
     write_plan(plan, _command_line(ctx))
     if plan.todo or plan.baseline_todo:
-        with _Board(len(plan.todo) + len(plan.baseline_todo)) as on_event:
+        with _TrialProgress(len(plan.todo) + len(plan.baseline_todo)) as on_event:
             execute(plan, p["executor"], on_event, address=p["address"], workers=p["workers"])
     sets = "".join(f" --set {o}" for o in p["set_"])
     subtitle = f"{p['recipe']}, budget {plan.budget.name}{sets}, tasks {','.join(plan.tasks)}"
@@ -96,7 +131,7 @@ def _command_line(ctx: typer.Context) -> str:
         value = ctx.params.get(param.name or "")
         if param.param_type_name == "option" and value != param.default and value not in (None, [], ()):
             flag = max(param.opts, key=len)
-            if param.is_flag:
+            if getattr(param, "is_flag", False):
                 words.append(flag if value else (param.secondary_opts or [flag])[0])
                 continue
             for v in value if isinstance(value, (list, tuple)) else [value]:
@@ -168,7 +203,7 @@ def _show(table: Any) -> None:
     stdout.print(table.caption, style="dim", highlight=False)
 
 
-class _Board:
+class _TrialProgress:
     """A live bar of the study's jobs; one line per finished job."""
 
     def __init__(self, total: int) -> None:
@@ -209,16 +244,11 @@ class _Board:
 _EXAMPLE_GPU = "  clrbench study {cmd} --recipe cifar10-r18 --set data.path=~/data --device cuda --budget paper --tasks cifar10 --yes"
 
 
-@study_app.command(epilog="Examples:\n\n  clrbench study augment                 # 49 trials, ~30 min on 2 CPU cores\n\n"
+@study_command(epilog="Examples:\n\n  clrbench study augment                 # 49 trials, ~30 min on 2 CPU cores\n\n"
                    "  clrbench study augment --ops crop,color,blur --budget 300\n\n" + _EXAMPLE_GPU.format(cmd="augment"))
-@_guard
 def augment(
     ctx: typer.Context,
     ops: Annotated[str, typer.Option(help="Ops to compose (clrbench.simclr.augment.OPS). n ops = n*n trials: keep it short on a CPU.")] = "crop,cutout,color,sobel,noise,blur,rotate",
-    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
-    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
-    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
-    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
 ) -> None:
     """Every op and every ordered pair after a random crop, on one branch only (S-v1 Fig. 5): a heatmap."""
     from clrbench.study.grids import augment_grid, parse_list
@@ -227,17 +257,12 @@ def augment(
     _common(ctx, "augment", lambda cfg: augment_grid(names, cfg.augment.color_strength), ops=names)
 
 
-@study_app.command(epilog="Examples:\n\n  clrbench study temperature            # 6 trials, ~10 min on 2 CPU cores\n\n"
+@study_command(epilog="Examples:\n\n  clrbench study temperature            # 6 trials, ~10 min on 2 CPU cores\n\n"
                    "  clrbench study temperature --values 0.1,0.2,0.5 --values-no-l2 ''\n\n" + _EXAMPLE_GPU.format(cmd="temperature"))
-@_guard
 def temperature(
     ctx: typer.Context,
     values: Annotated[str, typer.Option(help="tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0.")] = "0.05,0.1,0.5,1.0",
     values_no_l2: Annotated[str, typer.Option(help="tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them.")] = "10,100",
-    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
-    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
-    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
-    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
 ) -> None:
     """The NT-Xent temperature, with and without l2 normalisation (S-v1 Table 5)."""
     from clrbench.study.grids import parse_numbers, temperature_grid
@@ -247,18 +272,13 @@ def temperature(
     _common(ctx, "temperature", lambda cfg: temperature_grid(l2, raw))
 
 
-@study_app.command("batch-size", epilog="Examples:\n\n  clrbench study batch-size              # 9 trials, ~10 min on 2 CPU cores\n\n"
+@study_command("batch-size", epilog="Examples:\n\n  clrbench study batch-size              # 9 trials, ~10 min on 2 CPU cores\n\n"
                    "  clrbench study batch-size --values 256,1024,4096 --epochs 100,200,400 --recipe cifar10-r18 "
                    "--set data.path=~/data --device cuda --yes")
-@_guard
 def batch_size(
     ctx: typer.Context,
     values: Annotated[str, typer.Option(help="Global batch sizes (images per step). The lr scales with them by the recipe's optim.lr_scaling.")] = "64,128,256",
     epochs: Annotated[str, typer.Option(help="Training epochs; every (batch, epochs) pair is its own run with its own schedule.")] = "2,4,8",
-    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
-    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
-    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
-    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
 ) -> None:
     """Probe accuracy against epochs for each batch size (S-v1 Fig. 9); the budget sets the data, --epochs the length."""
     from clrbench.study.grids import batch_size_grid, parse_numbers
@@ -268,17 +288,12 @@ def batch_size(
     _common(ctx, "batch-size", lambda cfg: batch_size_grid(sizes, eps))
 
 
-@study_app.command(epilog="Examples:\n\n  clrbench study head                    # 15 trials, ~20 min on 2 CPU cores\n\n"
+@study_command(epilog="Examples:\n\n  clrbench study head                    # 15 trials, ~20 min on 2 CPU cores\n\n"
                    "  clrbench study head --heads linear,nonlinear --dims 64,128\n\n" + _EXAMPLE_GPU.format(cmd="head"))
-@_guard
 def head(
     ctx: typer.Context,
     heads: Annotated[str, typer.Option(help="none, linear, nonlinear (S-v1's 2-layer MLP), nonlinear-v2 (SimCLRv2's 3 layers).")] = "none,linear,nonlinear",
     dims: Annotated[str, typer.Option(help="Output dimensions of the head (size of z), as S-v1 Fig. 8.")] = "32,64,128,256,512,1024,2048",
-    recipe: Recipe = "quickstart", set_: Sets = [], tasks: Tasks = "quick", budget: BudgetOpt = "laptop",  # noqa: B006
-    out: Out = Path("runs/studies"), results: Results = None, executor: Executor = "local", workers: Workers = None,
-    address: Address = None, device: Device = "auto", gpus_per_trial: GpusPerTrial = 0.0, yes: Yes = False,
-    dry_run: DryRun = False, cache_dir: CacheDir = ".cache/clrbench", data_root: DataRoot = None,
 ) -> None:
     """Projection heads and their output size, probed before (h) and after (g(h)) the head (S-v1 Fig. 8, sec. 4.2)."""
     from clrbench.study.grids import head_grid, parse_list, parse_numbers

@@ -8,6 +8,8 @@ stores both versions. Anything that can change a number bumps the version.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +79,7 @@ class TaskCard:
     classes: tuple[str, ...] = ()
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     groups: tuple[str, ...] = ()  # task groups the card belongs to: quick, all
+    order: int = 1000  # column on boards (K19 Table 1's order for the twelve); ties by name
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -117,9 +120,28 @@ def load_card(path: str | Path) -> TaskCard:
 
 
 def load_cards(directory: str | Path | None = None) -> dict[str, TaskCard]:
-    """All cards of a folder (default: the shipped ones), by name."""
-    d = Path(directory) if directory else cards_dir()
-    return {c.name: c for c in (load_card(p) for p in sorted(d.glob("*.yaml")))}
+    """All cards of a folder (default: the shipped ones), by name; read once per process."""
+    return dict(_load_cards(str(Path(directory) if directory else cards_dir())))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cards(directory: str) -> tuple[tuple[str, TaskCard], ...]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(f"The task-card folder {d} does not exist.")
+    return tuple((c.name, c) for c in (load_card(p) for p in sorted(d.glob("*.yaml"))))
+
+
+def task_order(names: Iterable[str], cards: dict[str, TaskCard] | None = None) -> list[str]:
+    """``names`` (without repeats) in board order: the cards' ``order``; ties keep the order given."""
+    cards = load_cards() if cards is None else cards
+    return sorted(dict.fromkeys(names), key=lambda t: cards[t].order if t in cards else 1000)
+
+
+def transfer_tasks() -> tuple[str, ...]:
+    """The twelve tasks of Kornblith et al. 2019 (the group ``all``), in board order."""
+    cards = load_cards()
+    return tuple(task_order([c.name for c in cards.values() if "all" in c.groups], cards))
 
 
 def select_tasks(spec: str, cards: dict[str, TaskCard]) -> list[TaskCard]:

@@ -95,6 +95,20 @@ def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def split_file(card: TaskCard, split_dir: Path) -> Path:
+    """Where the index lists of ``card`` are kept."""
+    return split_dir / f"{card.name}@v{card.version}.json"
+
+
+def stored_split_hash(card: TaskCard, split_dir: Path) -> str | None:
+    """The hash of the stored index lists, or None before they are written: what a cached
+    job needs of its task without loading a single image."""
+    try:
+        return hashlib.sha256(split_file(card, split_dir).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
 def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskData:
     """Build the three splits of ``card``, reading or writing their index lists in ``split_dir``.
 
@@ -107,7 +121,7 @@ def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskDa
     root = data_root / card.source.root_dir if (data_root and card.source.root_dir) else data_root
     names = {s.source for s in card.splits.values() if s.source is not None}
     sources = {n: loader(root, n, **card.source.args) for n in sorted(names)}
-    path = split_dir / f"{card.name}@v{card.version}.json"
+    path = split_file(card, split_dir)
     if path.exists():
         stored = json.loads(path.read_text())
         idx = {k: (v["source"], np.asarray(v["indices"], np.int64)) for k, v in stored.items()}

@@ -3,18 +3,17 @@
 A *job* is any picklable object with a ``key`` (the tuple that names its record, e.g.
 ``(checkpoint_id, task, protocol)``), and a *run function* turns one job into one
 :class:`~clrbench.records.Record` without writing it. :class:`~clrbench.eval.jobs.EvalJob`
-with :func:`~clrbench.eval.jobs.run_job` is the default pair; another job type (a study
-point, a fine-tune trial) plugs in the same way::
+with :func:`~clrbench.eval.runners.run_job` is the default pair; another job type (a study
+point) plugs in the same way::
 
     run_jobs(my_jobs, results_dir, executor="ray", run=run_my_job, on_failure=my_failed_record)
 
 ``run`` must be importable by name on the workers (a module-level function), the job
 picklable. What ``run`` returns is stored by ``write(results_dir, result)`` in the driver:
-by default :func:`~clrbench.eval.jobs.write_result`, which writes a Record as its record
+by default :func:`~clrbench.eval.runners.write_result`, which writes a Record as its record
 file and persists a fine-tune ``TrialResult`` under the cache folder (trials are not records).
 ``on_failure(job, error)`` gives the failed Record to write, or None for nothing (a trial). A job may also carry ``resources() -> dict`` (Ray requests such as
-``{"num_cpus": 2}`` or ``{"num_gpus": 1}``); an :class:`EvalJob` asks for what its protocol
-file's ``resources`` field says, one CPU when it says nothing.
+``{"num_cpus": 2}`` or ``{"num_gpus": 1}``); one CPU when it names none.
 
 Guarantees, the same for both executors:
 
@@ -44,8 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from clrbench.eval.jobs import EvalError, EvalJob, is_trial, run_job, write_result
-from clrbench.provenance import provenance
+from clrbench.eval.jobs import EvalError
 from clrbench.records import Record
 
 Event = dict[str, Any]  # {"job": job, "state": "queued" | "running" | "done" | "failed", "record": Record | None}
@@ -68,57 +66,11 @@ class Job(Protocol):
         ...
 
 
-def failed_record(job: Any, error: BaseException) -> Record:
-    """The record of a job that raised: status failed, the error kept, no value.
-
-    Works for an :class:`EvalJob` and for any job whose ``key`` is (checkpoint_id, task,
-    protocol); other job types pass their own ``on_failure`` to :func:`run_jobs`.
-    """
-    from clrbench.data.cards import load_cards
-    from clrbench.eval.protocols import load_protocol
-
-    cid, task, protocol = tuple(job.key)[:3]
-    try:
-        card = load_cards(getattr(job, "tasks_dir", None)).get(task)
-    except Exception:  # noqa: BLE001 - the record must still be written
-        card = None
-    try:
-        proto = load_protocol(protocol)
-        protocol, proto_version = proto.name, proto.version  # a protocol given as a path: its name
-    except Exception:  # noqa: BLE001 - the record must still be written
-        proto_version = 0
-    return Record(
-        checkpoint_id=cid, task=task, protocol=protocol, metric=card.metric if card else "", status="failed",
-        value=None, stderr=None, task_version=card.version if card else 0, protocol_version=proto_version,
-        checkpoint={"path": getattr(job, "checkpoint", "")}, hparams={}, val_curve=[], predictions={},
-        split_sizes={}, expected_split_sizes=dict(card.expected_sizes) if card else {}, split_hash="",
-        timings={}, provenance=provenance(), error=f"{type(error).__name__}: {error}",
-    )
-
-
-def failed_result(job: Any, error: BaseException) -> Record | None:
-    """The default ``on_failure``: the failed record, or None for a fine-tune trial job (its
-    final job reruns a missing trial, and a trial is never a record)."""
-    if isinstance(job, EvalJob) and is_trial(job):
-        return None
-    return failed_record(job, error)
-
-
 def job_resources(job: Any) -> dict[str, float]:
-    """Ray resource requests of a job: its ``resources()`` if it has one; for an EvalJob, the
-    ``resources`` of its protocol file (overridden by ``options['resources']``), without GPUs
-    when the job runs on the CPU (``device="cpu"``); default one CPU."""
+    """Ray resource requests of a job: its ``resources()`` if it has one (an EvalJob asks for
+    what its protocol file says), with one CPU when it names none."""
     own = getattr(job, "resources", None)
-    if callable(own):
-        req = dict(own())
-    elif isinstance(job, EvalJob):
-        from clrbench.eval.protocols import load_protocol
-
-        req = {**load_protocol(job.protocol).resources, **job.options.get("resources", {})}
-        if job.device == "cpu":
-            req.pop("num_gpus", None)  # a CPU job needs no GPU, even if its protocol wants one
-    else:
-        req = {}
+    req = dict(own()) if callable(own) else {}
     req = {k: float(v) for k, v in req.items() if float(v) > 0}
     if "num_cpus" not in req:
         req["num_cpus"] = 1.0
@@ -166,9 +118,9 @@ def thread_limits(n: int) -> Iterator[None]:
 
 
 def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "local",
-             on_event: OnEvent | None = None, *, run: Callable[[Any], Any] = run_job,
-             on_failure: Callable[[Any, BaseException], Record | None] = failed_result,
-             write: Callable[[Path, Any], Any] = write_result,
+             on_event: OnEvent | None = None, *, run: Callable[[Any], Any] | None = None,
+             on_failure: Callable[[Any, BaseException], Record | None] | None = None,
+             write: Callable[[Path, Any], Any] | None = None,
              annotate: Callable[[Any, Record], Record] | None = None,
              address: str | None = None, workers: int | None = None) -> list[Any]:
     """Run ``jobs`` with ``run`` and write each record under ``results_dir`` as it completes.
@@ -178,9 +130,12 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
         results_dir: records go to ``results_dir/records/`` (written by this process only).
         executor: ``local`` (one after another, here) or ``ray``.
         on_event: progress callback, called in this process.
-        run: job -> result (a Record, or what ``write`` stores), run here or on a Ray worker.
-        on_failure: (job, error) -> the failed Record, or None to store nothing.
-        write: (results_dir, result) -> stores one result, in this process.
+        run: job -> result (a Record, or what ``write`` stores), run here or on a Ray worker;
+            default :func:`clrbench.eval.runners.run_job`.
+        on_failure: (job, error) -> the failed Record, or None to store nothing; default
+            :func:`clrbench.eval.runners.on_failure`.
+        write: (results_dir, result) -> stores one result, in this process; default
+            :func:`clrbench.eval.runners.write_result`.
         annotate: (job, record) -> record, applied here to Records before writing (e.g. the
             checkpoint's training step, known to the driver).
         address: Ray cluster to connect to (``auto``: the one running here); default: start
@@ -193,6 +148,11 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
     Raises:
         ExecutorError: an unknown executor, or a Ray cluster that cannot be reached.
     """
+    from clrbench.eval import runners
+
+    run = run or runners.run_job
+    on_failure = on_failure or runners.on_failure
+    write = write or runners.write_result
     results = Path(results_dir)
     emit = on_event or (lambda ev: None)
     if executor not in ("local", "ray"):

@@ -9,6 +9,7 @@ stream into a memory-mapped file, so memory stays bounded whatever the dataset s
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clrbench.atomic import publish
+from clrbench.atomic import publish, write_bytes
 from clrbench.data.cards import Preprocessing
 from clrbench.data.images import LabeledImages
 from clrbench.weights.adapters import Encoder
@@ -106,17 +107,56 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
 
 @dataclass
 class CachedFeatures:
+    """The features of one split, with the labels they were extracted for.
+
+    ``targets`` / ``ignore`` are the split's (n,) or (n, C) targets and VOC's (n, C) mask (or
+    None): kept beside the features so that a job whose features are cached needs neither the
+    images nor the encoder weights (:func:`cached_features`).
+    """
+
     features: np.ndarray  # (n, d) float32
     valid: np.ndarray  # (n,) bool
     cached: bool  # True when read from the cache rather than computed
+    targets: np.ndarray | None = None
+    ignore: np.ndarray | None = None
+
+
+def _paths(cache_dir: Path, key: str) -> tuple[Path, Path, Path]:
+    path = cache_dir / "features" / f"{key}.npy"
+    return path, path.with_suffix(".valid.npy"), path.with_suffix(".labels.npz")
+
+
+def _save_labels(path: Path, images: LabeledImages) -> None:
+    arrays = {"targets": np.asarray(images.targets)}
+    if images.ignore is not None:
+        arrays["ignore"] = np.asarray(images.ignore)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    write_bytes(path, buf.getvalue())
+
+
+def cached_features(key: str, cache_dir: Path) -> CachedFeatures | None:
+    """The cached features of ``key`` with their labels, or None when any part is missing."""
+    path, valid_path, labels_path = _paths(cache_dir, key)
+    if not (path.exists() and valid_path.exists() and labels_path.exists()):
+        return None
+    try:
+        with np.load(labels_path) as z:
+            targets, ignore = z["targets"], (z["ignore"] if "ignore" in z.files else None)
+        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True, targets, ignore)
+    except (OSError, ValueError, KeyError):  # unreadable: the caller extracts again
+        return None
 
 
 def features_for(encoder: Encoder, images: LabeledImages, key: str, cache_dir: Path, pre: Preprocessing,
                  batch_size: int, dtype: str, device: str | torch.device = "cpu") -> CachedFeatures:
-    """Read the features of ``key`` from the cache, or extract and store them."""
-    path = cache_dir / "features" / f"{key}.npy"
-    valid_path = path.with_suffix(".valid.npy")
+    """Read the features of ``key`` from the cache, or extract and store them (with the labels)."""
+    path, valid_path, labels_path = _paths(cache_dir, key)
     if path.exists() and valid_path.exists():
-        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True)
+        if not labels_path.exists():  # written by an older clrbench: add the labels now
+            _save_labels(labels_path, images)
+        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True, images.targets,
+                              images.ignore)
     feats, valid = extract_features(encoder, images, pre, path, batch_size, dtype, device)
-    return CachedFeatures(feats, valid, False)
+    _save_labels(labels_path, images)
+    return CachedFeatures(feats, valid, False, images.targets, images.ignore)

@@ -7,10 +7,8 @@ by SimCLR (Chen et al. 2020, appendix B.8.1); protocol.md §2.1.
 from __future__ import annotations
 
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +22,7 @@ from clrbench.eval.lbfgs import Lbfgs, Objective, Preconditioner, threads_for
 # Leading eigenpairs of the features' Gram kept by the preconditioner (lbfgs.Preconditioner).
 _RANK = 256
 
-__all__ = ["ProbeInputError", "ProbeResult", "fit_probe", "lambda_grid", "load_npz", "probe_npz"]
+__all__ = ["ProbeData", "ProbeInputError", "ProbeOptions", "ProbeResult", "fit_probe", "lambda_grid"]
 
 
 def lambda_grid() -> np.ndarray:
@@ -221,12 +219,34 @@ def _sweep(solver: _Solver, lambdas: np.ndarray, metric: str, val_y: np.ndarray,
     return curve, best[1], best[2]
 
 
-def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-              test_x: np.ndarray, test_y: np.ndarray, metric: str, lambdas: np.ndarray | None = None,
-              device: str | torch.device | None = None, val_ignore: np.ndarray | None = None,
-              test_ignore: np.ndarray | None = None, *, tol: float = 1e-4, max_iter: int = 1000,
-              dtype: torch.dtype = torch.float32,
-              callback: Callable[[float, float], None] | None = None) -> ProbeResult:
+@dataclass(frozen=True)
+class ProbeData:
+    """The arrays of one probe: (n_split, d) features and (n_split,) class indices, or
+    (n_split, C) 0/1 columns for "map11"; optional (n_split, C) "difficult-only" masks (VOC)."""
+
+    train_x: Any
+    train_y: Any
+    val_x: Any
+    val_y: Any
+    test_x: Any
+    test_y: Any
+    val_ignore: np.ndarray | None = None
+    test_ignore: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How the probe is solved (protocol.md §2.1; see :func:`fit_probe`)."""
+
+    lambdas: Any = None
+    device: str | torch.device | None = None
+    tol: float = 1e-4
+    max_iter: int = 1000
+    dtype: torch.dtype = torch.float32
+    callback: Callable[[float, float], None] | None = None
+
+
+def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None) -> ProbeResult:
     """Sweep lambda on train, choose it on val, refit on train+val, score test (protocol.md §2.1).
 
     The model at each lambda is scikit-learn's ``LogisticRegression(solver="lbfgs", C=1/lambda)``:
@@ -237,28 +257,31 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
     (their shapes are checked first).
 
     Args:
-        train_x, val_x, test_x: (n_split, d) features.
-        train_y, val_y, test_y: (n_split,) class indices, or (n_split, C) 0/1 for "map11".
+        data: train/val/test features and labels (and VOC's ignore masks).
         metric: the task card's metric, "top1", "mean_per_class" or "map11".
-        lambdas: the grid (any order); default lambda_grid(). Each is scikit-learn's 1 / C.
-        device: torch device of the solve; default cpu.
-        val_ignore, test_ignore: (n_split, C) "difficult-only" masks for "map11".
-        tol: scikit-learn's stopping tolerance on max |gradient of the mean loss| (its default).
-        max_iter: L-BFGS iterations allowed per lambda; scikit-learn's default of 100 stops the
+        options.lambdas: the grid (any order); default lambda_grid(). Each is scikit-learn's 1 / C.
+        options.device: torch device of the solve; default cpu.
+        options.tol: scikit-learn's stopping tolerance on max |gradient of the mean loss| (its default).
+        options.max_iter: L-BFGS iterations allowed per lambda; scikit-learn's default of 100 stops the
             small-lambda fits far from their optimum, so clrbench allows 1000.
-        dtype: float32 is accurate enough for tol = 1e-4 (tests check parity); float64 for tighter.
-        callback: called with (lambda, val score in percent) after each grid point.
+        options.dtype: float32 is accurate enough for tol = 1e-4 (tests check parity); float64 for tighter.
+        options.callback: called with (lambda, val score in percent) after each grid point.
 
     Returns:
         The ProbeResult; scores are logits, val and test in percent.
     """
     t_start = time.perf_counter()
+    o = options or ProbeOptions()
+    lambdas, device, tol, max_iter, dtype, callback = o.lambdas, o.device, o.tol, o.max_iter, o.dtype, o.callback
+    train_x, train_y, val_x, val_y, test_x, test_y = (data.train_x, data.train_y, data.val_x, data.val_y,
+                                                      data.test_x, data.test_y)
+    val_ignore, test_ignore = data.val_ignore, data.test_ignore
     given = {"train_x": train_x, "train_y": train_y, "val_x": val_x, "val_y": val_y, "test_x": test_x, "test_y": test_y}
-    _check_layout({k: tuple(np.shape(v) if not hasattr(v, "shape") else v.shape) for k, v in given.items()}, metric)
+    check_layout({k: tuple(np.shape(v) if not hasattr(v, "shape") else v.shape) for k, v in given.items()}, metric)
     grid = lambda_grid() if lambdas is None else np.asarray(lambdas, dtype=np.float64).ravel()
     if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
         raise ProbeInputError("lambdas must be a non-empty list of positive finite numbers.")
-    seen = {k: _check_values(k, np.asarray(given[k])) for k in ("train_x", "train_y", "val_x", "val_y")}
+    seen = {k: check_values(k, np.asarray(given[k])) for k in ("train_x", "train_y", "val_x", "val_y")}
     dev = torch.device(device if device is not None else "cpu")
     task = _Task(seen["train_y"], seen["val_y"], dev)
     if not task.multilabel and len(np.unique(seen["train_y"])) < 2:
@@ -286,7 +309,7 @@ def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, tes
     both = Objective(solver.design.x, solver.task.both, solver.task.kind, solver.task.n_out)
     theta = solver.solve(both, theta, lam, len(solver.design.x))
     solver.n_evals += both.n_evals
-    test_x, test_y = _check_values("test_x", np.asarray(test_x)), _check_values("test_y", np.asarray(test_y))
+    test_x, test_y = check_values("test_x", np.asarray(test_x)), check_values("test_y", np.asarray(test_y))
     w = solver.design.weights(theta)
     x = torch.from_numpy(np.ascontiguousarray(test_x)).to(device=w.device, dtype=w.dtype)
     # Centred as in the fit: x @ w - mu @ w would cancel digits in float32.
@@ -296,11 +319,11 @@ def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, tes
 
 # ----------------------------------------------------------------------------- input checks
 
-_KEYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+PROBE_KEYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 _SPLITS = ("train", "val", "test")
 
 
-def _check_layout(shapes: dict[str, tuple[int, ...]], metric: str) -> None:
+def check_layout(shapes: dict[str, tuple[int, ...]], metric: str) -> None:
     """Shapes and the metric only: no array content is read here."""
     if metric not in metrics.METRICS:
         raise ProbeInputError(f"Unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}.")
@@ -321,7 +344,7 @@ def _check_layout(shapes: dict[str, tuple[int, ...]], metric: str) -> None:
         raise ProbeInputError(f"metric {metric} needs {want}, but train_y has shape {shapes['train_y']}.")
 
 
-def _check_values(name: str, a: np.ndarray) -> np.ndarray:
+def check_values(name: str, a: np.ndarray) -> np.ndarray:
     """Content: numeric, finite features; integer class indices or 0/1 columns. Returns a."""
     if name.endswith("_x"):
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
@@ -335,48 +358,3 @@ def _check_values(name: str, a: np.ndarray) -> np.ndarray:
     elif not np.isin(a, (0, 1)).all():
         raise ProbeInputError(f"{name} must hold only 0 and 1, one column per class.")
     return a
-
-
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and check the features file of ``clrbench probe``.
-
-    Args:
-        path: an .npz with train_x, train_y, val_x, val_y, test_x, test_y (x: (n, d) features;
-            y: (n,) class indices, or (n, C) 0/1 for map11) and optionally val_ignore, test_ignore.
-
-    Returns:
-        The arrays by name, all checked (shapes, finiteness, label values).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ProbeInputError(f"No such file: {p}.")
-    try:
-        z = np.load(p, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError(p)  # a lone .npy array
-        with z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile):
-        raise ProbeInputError(f"{p} is not a readable .npz archive (write one with numpy.savez).") from None
-    missing = [k for k in _KEYS if k not in arrays]
-    if missing:
-        raise ProbeInputError(f"{p} lacks {', '.join(missing)}; a probe file holds {', '.join(_KEYS)}.")
-    metric = "map11" if arrays["train_y"].ndim == 2 else "top1"
-    _check_layout({k: arrays[k].shape for k in _KEYS}, metric)
-    for k in _KEYS:
-        _check_values(k, arrays[k])
-    return arrays
-
-
-def probe_npz(path: str | Path, metric: str | None = None, device: str | torch.device | None = None) -> ProbeResult:
-    """``clrbench probe FEATURES.npz``: load, check and probe a features file.
-
-    Args:
-        path: the .npz (see load_npz).
-        metric: default "top1" for 1-D labels, "map11" for (n, C) labels.
-        device: torch device of the solve; default cpu.
-    """
-    a = load_npz(path)
-    metric = metric or ("map11" if a["train_y"].ndim == 2 else "top1")
-    return fit_probe(a["train_x"], a["train_y"], a["val_x"], a["val_y"], a["test_x"], a["test_y"], metric,
-                     device=device, val_ignore=a.get("val_ignore"), test_ignore=a.get("test_ignore"))

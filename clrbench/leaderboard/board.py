@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clrbench.leaderboard.reference import TRANSFER_TASKS, ReferenceRow, load_references
+from clrbench.data.cards import task_order
+from clrbench.leaderboard.reference import ReferenceRow, load_references
 from clrbench.leaderboard.significance import correctness, paired_permutation_test
 from clrbench.records import Record, RecordError, read_records
 
@@ -138,8 +139,7 @@ def _check_unique(recs: list[Record]) -> None:
 def _columns(recs: list[Record], tasks: Sequence[str] | None,
              notes: list[str]) -> tuple[list[Record], list[Column]]:
     """One column per task, keeping only the newest (card, protocol) version in each."""
-    names = list(tasks) if tasks is not None else sorted(
-        {r.task for r in recs}, key=lambda t: (TRANSFER_TASKS.index(t) if t in TRANSFER_TASKS else 99, t))
+    names = list(tasks) if tasks is not None else task_order(sorted({r.task for r in recs}))
     kept: list[Record] = []
     columns = []
     for task in names:

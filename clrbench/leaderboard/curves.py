@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrbench.atomic import write_bytes
-from clrbench.leaderboard.reference import TRANSFER_TASKS
+from clrbench.data.cards import task_order
 from clrbench.records import Record
 
 if TYPE_CHECKING:
@@ -63,8 +63,7 @@ def build_curves(records: Sequence[Record], protocol: str | None = None, min_poi
         groups[(r.protocol, str(run))][step].append(r)
     curves = []
     for (proto, run), by_step in sorted(groups.items()):
-        tasks = tuple(sorted({r.task for recs in by_step.values() for r in recs},
-                             key=lambda t: (TRANSFER_TASKS.index(t) if t in TRANSFER_TASKS else 99, t)))
+        tasks = tuple(task_order(sorted({r.task for recs in by_step.values() for r in recs})))
         points = [_point(step, recs, tasks) for step, recs in sorted(by_step.items())]
         if len(points) >= min_points:
             curves.append(Curve(proto, run, tasks, tuple(points)))

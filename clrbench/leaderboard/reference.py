@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 
 from clrbench.config import assets_dir
+from clrbench.data.cards import transfer_tasks
 from clrbench.errors import UserError
 
 REFERENCE_DIR = assets_dir() / "reference"
 # The twelve transfer datasets in the column order of K19 Table 1 and SimCLR Table 8.
-TRANSFER_TASKS = ("food101", "cifar10", "cifar100", "birdsnap", "sun397", "cars", "aircraft",
-                  "voc2007", "dtd", "pets", "caltech101", "flowers102")
+TRANSFER_TASKS = transfer_tasks()  # the twelve, in board order, as the cards say
 PUBLISHED_PROTOCOLS = ("linear", "finetune")
 _ROW_KEYS = {"label", "protocol", "values", "method", "arch", "width", "note"}
 
@@ -82,7 +82,7 @@ def load_references(directory: Path | str | None = None) -> list[ReferenceRow]:
 
 def _load_file(path: Path) -> list[ReferenceRow]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as e:
         raise ReferenceDataError(f"{path} is not readable YAML ({e}).") from e
     if not isinstance(data, dict) or not isinstance(data.get("source"), dict) or not isinstance(data.get("rows"), list):

@@ -29,14 +29,12 @@ from clrbench.device import autocast_for, pick_device
 from clrbench.errors import UserError
 from clrbench.log import MetricsWriter, logger
 from clrbench.pretraining.stream import epoch_order, file_batches, local_indices
-from clrbench.provenance import version_info
 from clrbench.simclr.global_bn import convert_global_bn
 from clrbench.simclr.model import OnlineProbe, SimCLR
 from clrbench.weights.checkpoint import (
-    FORMAT,
-    FORMAT_VERSION,
     atomic_torch_save,
     encoder_metadata,
+    training_checkpoint,
 )
 from clrbench.weights.checkpoint import load_clrbench as load_checkpoint
 
@@ -84,7 +82,7 @@ class _Batches:
 
         self.cfg, self.source, self.d, self.device = cfg, source, d, device
         self.in_memory = isinstance(source, ArrayImages)
-        if self.in_memory and choose_backend(cfg.augment, fixed_size=True) == "kornia":
+        if isinstance(source, ArrayImages) and choose_backend(cfg.augment, fixed_size=True) == "kornia":
             self.augment = TwoViewAugment(cfg.augment).to(device)
             self.images = torch.from_numpy(source.images).permute(0, 3, 1, 2)  # (n, 3, H, W) uint8 view
         elif self.in_memory:
@@ -122,19 +120,12 @@ class _Batches:
 def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module | None,
            opt: torch.optim.Optimizer, probe_opt: torch.optim.Optimizer | None, step: int,
            d: Derived, feature_dim: int) -> dict[str, Any]:
-    return {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "probe": None if probe is None else probe.state_dict(),
-        "optimizer": opt.state_dict(),
-        "probe_optimizer": None if probe_opt is None else probe_opt.state_dict(),
-        "step": step, "epoch": step / d.steps_per_epoch,
-        "world_size": d.world_size,
-        "config": to_dict(cfg),
-        "derived": dict(vars(d)),
-        "encoder": encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
-        **version_info(),
-    }
+    return training_checkpoint(
+        model=model.state_dict(), probe=None if probe is None else probe.state_dict(), optimizer=opt.state_dict(),
+        probe_optimizer=None if probe_opt is None else probe_opt.state_dict(), step=step,
+        steps_per_epoch=d.steps_per_epoch, world_size=d.world_size, config=to_dict(cfg), derived=dict(vars(d)),
+        encoder=encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
+    )
 
 
 def _save(run_dir: Path, state: dict[str, Any], keep: bool) -> Path:

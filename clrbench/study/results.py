@@ -96,7 +96,7 @@ def _fold(members: list[tuple[StudyJob, Any]]) -> Outcome:
     per_task = {j.task: (r.value if r is not None and r.status == "ok" else None) for j, r in members}
     status = _status([r.status if r is not None else "missing" for r in recs])
     error = next((r.error for r in recs if r is not None and r.error), None)
-    pretrain = next((r.tags.get("pretrain", {}) for r in recs if r is not None and r.status == "ok"), {})
+    pretrain: dict[str, Any] = next((r.tags.get("pretrain", {}) for r in recs if r is not None and r.status == "ok"), {})
     if status != "ok":
         return Outcome(trial, layer, status, None, per_task, error, pretrain)
     score, se = _mean_stderr(recs)

@@ -112,7 +112,7 @@ def plan_study(study: str, trials: list[Trial], *, recipe: str, overrides: list[
 
 def _baseline(base: PretrainConfig, ctx: StudyContext, tasks: str, results_dir: Path) -> tuple[str, list[Any]]:
     """The random-init encoder every trial starts from (same arch, width, stem and seed)."""
-    from clrbench.eval.jobs import plan_jobs
+    from clrbench.eval.plan import plan_jobs
 
     m = base.model
     spec = f"random:{m.arch},width={m.width:g},stem={m.stem},seed={base.run.seed}"

@@ -22,7 +22,6 @@ from typing import Any
 
 from clrbench.atomic import write_bytes
 from clrbench.config import PretrainConfig, load_pretrain_config
-from clrbench.provenance import provenance
 from clrbench.records import Record
 from clrbench.study.grids import Trial
 
@@ -152,7 +151,8 @@ def pretrain_once(job: StudyJob) -> dict[str, Any]:
 
 def run_study_job(job: StudyJob) -> Record:
     """Pretrain the trial if needed, then probe its ``layer`` on ``task``; never writes the record."""
-    from clrbench.eval.jobs import EvalJob, run_linear
+    from clrbench.eval.jobs import EvalJob
+    from clrbench.eval.linear import run_linear
     from clrbench.study.projection import SCHEME, register
 
     register()  # in every process that runs jobs: Ray workers import this module, not the CLI
@@ -170,27 +170,12 @@ def run_study_job(job: StudyJob) -> Record:
 
 def unfinished_record(job: StudyJob, status: str, error: str | None) -> Record:
     """The record of a job whose pretraining diverged or whose run failed: no value, the error kept."""
-    from clrbench.data.cards import load_cards
-    from clrbench.eval.protocols import load_protocol
+    from clrbench.eval.jobs import make_record
 
-    # This runs when something already went wrong (a bad card, a bad protocol file): it must
-    # not raise again, or one failed job would stop the whole study.
-    try:
-        card = load_cards(job.ctx.tasks_dir).get(job.task)
-    except Exception:  # noqa: BLE001 - the record must still be written
-        card = None
-    try:
-        protocol_version = load_protocol(PROTOCOL).version
-    except Exception:  # noqa: BLE001 - the record must still be written
-        protocol_version = 0
-    return Record(
-        checkpoint_id=job.checkpoint_id, task=job.task, protocol=PROTOCOL, metric=card.metric if card else "",
-        status=status, value=None, stderr=None, task_version=card.version if card else 0,
-        protocol_version=protocol_version, checkpoint={"path": str(job.run_dir / "last.pt")},
-        hparams={}, val_curve=[], predictions={}, split_sizes={},
-        expected_split_sizes=dict(card.expected_sizes) if card else {}, split_hash="", timings={},
-        provenance=provenance(), error=error or status, tags=job.tags(),
-    )
+    # make_record looks the card and protocol up without ever raising: this runs when something
+    # already went wrong, and one failed job must not stop the whole study.
+    return make_record(job.checkpoint_id, job.task, PROTOCOL, status=status, tasks_dir=job.ctx.tasks_dir,
+                       checkpoint={"path": str(job.run_dir / "last.pt")}, error=error or status, tags=job.tags())
 
 
 def on_job_failure(job: StudyJob, error: BaseException) -> Record:

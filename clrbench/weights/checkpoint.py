@@ -19,8 +19,9 @@ import torch
 from clrbench.atomic import atomic_file
 from clrbench.errors import UserError
 
-FORMAT = "clrbench.checkpoint"
+FORMAT = "clrbench.checkpoint"  # a pretraining checkpoint (.pt): everything to resume and to evaluate
 FORMAT_VERSION = 1
+EXPORT_FORMAT = "clrbench.encoder"  # an exported encoder (.safetensors header): weights and metadata only
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -36,6 +37,27 @@ def encoder_metadata(arch: str, width: float, stem: str, feature_dim: int,
     """
     return {"arch": arch, "width": float(width), "stem": stem, "feature_dim": int(feature_dim),
             "input_range": [0.0, 1.0], "mean": mean, "std": std}
+
+
+def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any] | None,
+                        optimizer: dict[str, Any], probe_optimizer: dict[str, Any] | None, step: int,
+                        steps_per_epoch: int, world_size: int, config: dict[str, Any], derived: dict[str, Any],
+                        encoder: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict pretraining writes (read back by :func:`load_clrbench`).
+
+    Every value is a tensor or plain Python data, so ``torch.load(weights_only=True)`` reads it
+    without running code. ``model`` holds encoder and head (``encoder.*`` keys are torchvision's).
+    """
+    from clrbench.provenance import version_info
+
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.items()},
+        "probe": probe, "optimizer": optimizer, "probe_optimizer": probe_optimizer,
+        "step": step, "epoch": step / steps_per_epoch, "world_size": world_size,
+        "config": config, "derived": derived, "encoder": encoder,
+        **version_info(),
+    }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

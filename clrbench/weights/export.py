@@ -22,8 +22,7 @@ from pathlib import Path
 from clrbench import __version__
 from clrbench.atomic import write_bytes
 from clrbench.weights.adapters import Encoder, load_encoder
-from clrbench.weights.adapters.native import EXPORT_FORMAT
-from clrbench.weights.checkpoint import CheckpointError, sha256_file
+from clrbench.weights.checkpoint import EXPORT_FORMAT, CheckpointError, sha256_file
 
 
 def export_metadata(encoder: Encoder, spec: str) -> dict[str, str]:

@@ -22,7 +22,8 @@ import pytest
 from executor_helpers import ToyJob, run_toy
 
 from clrbench.eval.executor import ExecutorError, job_resources, run_jobs, thread_limits
-from clrbench.eval.jobs import EvalJob, plan_jobs
+from clrbench.eval.jobs import EvalJob
+from clrbench.eval.plan import plan_jobs
 from clrbench.records import read_records
 
 TINY = "random:resnet18,width=0.125,stem=cifar"

@@ -14,9 +14,11 @@ import torch
 from clrbench.data.images import ArrayImages
 from clrbench.eval.finetune import grid as grid_mod
 from clrbench.eval.finetune import trainer as ft
+from clrbench.eval.finetune.grid import TrialJob
 from clrbench.eval.finetune.images import ImageSizes, StepBatches, crop_box
-from clrbench.eval.jobs import EvalJob, is_trial, plan_trials, run_job, write_result
+from clrbench.eval.jobs import EvalJob
 from clrbench.eval.protocols import load_protocol
+from clrbench.eval.runners import plan_trials, run_job, write_result
 from clrbench.weights.adapters import load_encoder
 
 RANDOM = "random:resnet18,width=0.125,stem=cifar"
@@ -189,14 +191,14 @@ def test_diverged_trial_is_recorded_not_raised(tmp_path: Path, monkeypatch: pyte
 
 def test_choice_comes_from_val_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_job(_job(tmp_path / "a"))
-    real_task = grid_mod._task
+    real_task = grid_mod.load_job_task
 
     def shuffled_test_labels(job: EvalJob):  # type: ignore[no-untyped-def]
         card, data = real_task(job)
         data.test.targets = np.random.default_rng(1).permutation(data.test.targets)
         return card, data
 
-    monkeypatch.setattr(grid_mod, "_task", shuffled_test_labels)
+    monkeypatch.setattr(grid_mod, "load_job_task", shuffled_test_labels)
     second = run_job(_job(tmp_path / "b"))
     def grid_of(rec):  # type: ignore[no-untyped-def]
         return [(c["lr"], c["wd"], c["val"], c["status"]) for c in rec.val_curve]
@@ -209,12 +211,12 @@ def test_choice_comes_from_val_only(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_trial_jobs_persist_and_the_final_job_reuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     final = _job(tmp_path)
     trials = plan_trials([final])
-    assert [t.options["trial"] for t in trials] == [[0, 0], [1, 0]] and all(is_trial(t) for t in trials)
+    assert [[t.lr_index, t.wd_index] for t in trials] == [[0, 0], [1, 0]] and all(isinstance(t, TrialJob) for t in trials)
     result = run_job(trials[1])
     assert isinstance(result, grid_mod.TrialResult) and result.status == "ok" and 0 <= result.value <= 100
     saved = write_result(tmp_path / "results", result)
     assert json.loads(saved.read_text())["lr"] == 0.1 and not (tmp_path / "results" / "records").exists()
-    assert [t.options["trial"] for t in plan_trials([final])] == [[0, 0]]  # only the missing one
+    assert [[t.lr_index, t.wd_index] for t in plan_trials([final])] == [[0, 0]]  # only the missing one
     trained: list[float] = []
     real = ft.train_trial
     monkeypatch.setattr(ft, "train_trial", lambda enc, im, spec, *a, **k: (trained.append(spec.lr), real(enc, im, spec, *a, **k))[1])
@@ -233,7 +235,8 @@ def test_pretrained_finetune_beats_its_linear_probe_and_random_init(tmp_path: Pa
     """A few dozen SimCLR steps on the embedded images, then digits: fine-tuned >= linear probe,
     and > the same fine-tuning budget from random init (S-v1 Table 8's ordering, in miniature)."""
     from clrbench.config import load_pretrain_config
-    from clrbench.eval.jobs import _task, run_linear
+    from clrbench.eval.jobs import load_job_task
+    from clrbench.eval.linear import run_linear
     from clrbench.pretraining.train import train_loop
 
     cfg = load_pretrain_config("quickstart", [
@@ -241,7 +244,7 @@ def test_pretrained_finetune_beats_its_linear_probe_and_random_init(tmp_path: Pa
         "optim.warmup_epochs=1", "optim.steps=60", "augment.image_size=32", f"run.out={tmp_path}", "run.name=p"])
     ckpt = str(train_loop(cfg).checkpoint)
     linear = run_linear(EvalJob(ckpt, "p", "digits", "linear", cache_dir=str(tmp_path / "cache")))
-    _, data = _task(EvalJob(ckpt, "p", "digits", "linear", cache_dir=str(tmp_path / "cache")))
+    _, data = load_job_task(EvalJob(ckpt, "p", "digits", "linear", cache_dir=str(tmp_path / "cache")))
     spec = _spec(lr=0.1, wd=0.0, weight_decay=0.0, steps=300, batch_size=64, sizes=ImageSizes(32, 32, 32),
                  crop_scale=(0.08, 1.0), num_classes=10, checkpoint_every=10**6)
     acc = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,14 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from clrbench.eval.metrics import top1
-from clrbench.eval.probe import ProbeInputError, fit_probe, lambda_grid, load_npz, probe_npz
+from clrbench.eval.probe import ProbeData, ProbeInputError, ProbeOptions, fit_probe, lambda_grid
+from clrbench.eval.probe_file import load_npz, probe_npz
+
+
+def _fit(tx: Any, ty: Any, vx: Any, vy: Any, sx: Any, sy: Any, metric: str, *, val_ignore: Any = None,
+         test_ignore: Any = None, **options: Any) -> Any:
+    """fit_probe on six arrays, as the tests below were written."""
+    return fit_probe(ProbeData(tx, ty, vx, vy, sx, sy, val_ignore, test_ignore), metric, ProbeOptions(**options))
 
 
 def _digits() -> tuple[np.ndarray, ...]:
@@ -67,7 +75,7 @@ def test_agrees_with_sklearn_swept_the_same_way(case: str) -> None:
         x, y = _blobs()
         data = (x[:180], y[:180], x[180:240], y[180:240], x[240:], y[240:])
     grid = lambda_grid()
-    ours = fit_probe(*data, metric="top1", lambdas=grid)
+    ours = _fit(*data, metric="top1", lambdas=grid)
     best, test, _ = _sklearn_probe(data, grid, tol=1e-4)
     assert _adjacent(ours.best_lambda, best, grid), (ours.best_lambda, best)
     assert abs(ours.test - test) <= 0.5, (ours.test, test)
@@ -80,7 +88,7 @@ def test_converged_val_curve_matches_sklearn() -> None:
     x, y = _blobs(seed=1)
     data = (x[:180], y[:180], x[180:240], y[180:240], x[240:], y[240:])
     grid = lambda_grid()[16:45:2]
-    ours = fit_probe(*data, metric="top1", lambdas=grid, tol=1e-7, dtype=torch.float64)
+    ours = _fit(*data, metric="top1", lambdas=grid, tol=1e-7, dtype=torch.float64)
     best, test, curve = _sklearn_probe(data, grid, tol=1e-7)
     assert ours.best_lambda == best and ours.test == pytest.approx(test)
     assert all(v == pytest.approx(curve[lam]) for lam, v in ours.val_curve)
@@ -93,7 +101,7 @@ def test_solution_is_sklearns_model(n: int, d: int, k: int) -> None:
     # solve runs in the row span of the features.
     x, y = _blobs(n=n + 20, d=d, k=k, seed=2)
     lam = 3.0
-    res = fit_probe(x[:n - 40], y[:n - 40], x[n - 40:n], y[n - 40:n], x[n:], y[n:], "top1", lambdas=[lam],
+    res = _fit(x[:n - 40], y[:n - 40], x[n - 40:n], y[n - 40:n], x[n:], y[n:], "top1", lambdas=[lam],
                     tol=1e-8, dtype=torch.float64)
     ref = LogisticRegression(C=1 / lam, tol=1e-10, max_iter=10_000).fit(x[:n], y[:n])
     z = ref.decision_function(x[n:])
@@ -118,12 +126,12 @@ def test_test_set_is_read_only_after_lambda_is_chosen() -> None:
             return self.a
 
     gx, gy = Guard(xs), Guard(ys)
-    a = fit_probe(xt, yt, xv, yv, gx, gy, "top1", lambdas=grid, callback=lambda lam, v: scored.append(lam))
+    a = _fit(xt, yt, xv, yv, gx, gy, "top1", lambdas=grid, callback=lambda lam, v: scored.append(lam))
     assert gx.read_after == gy.read_after == len(grid)
     # And the choice does not depend on test: noise features and shuffled labels change nothing
     # before the test score.
     rng = np.random.default_rng(1)
-    b = fit_probe(xt, yt, xv, yv, rng.normal(size=xs.shape), rng.permutation(ys), "top1", lambdas=grid)
+    b = _fit(xt, yt, xv, yv, rng.normal(size=xs.shape), rng.permutation(ys), "top1", lambdas=grid)
     assert (a.best_lambda, a.val_curve) == (b.best_lambda, b.val_curve) and a.test != b.test
 
 
@@ -131,7 +139,7 @@ def test_ties_go_to_the_larger_lambda() -> None:
     x, y = _blobs(k=3, seed=3)
     y[:140] = 0  # a majority class; val holds only it, far from the others: every fit gets it right
     xv = x[:60] + 5.0 * (x[y == 0].mean(0) - x.mean(0))
-    res = fit_probe(x[:200], y[:200], xv, np.zeros(60, int), x[200:], y[200:], "top1",
+    res = _fit(x[:200], y[:200], xv, np.zeros(60, int), x[200:], y[200:], "top1",
                     lambdas=lambda_grid()[30:45:2])
     assert all(v == 100.0 for _, v in res.val_curve)
     assert res.best_lambda == lambda_grid()[44]
@@ -143,7 +151,7 @@ def test_multilabel_map11_with_ignore() -> None:
     y = (x[:, :3] - 1.0 + 0.5 * rng.normal(size=(300, 3)) > 0).astype(int)
     ignore = np.zeros((80, 3), bool)
     ignore[:10, 0] = True
-    res = fit_probe(x[:150], y[:150], x[150:220], y[150:220], x[220:], y[220:], "map11",
+    res = _fit(x[:150], y[:150], x[150:220], y[150:220], x[220:], y[220:], "map11",
                     lambdas=lambda_grid()[20:40:4], test_ignore=ignore)
     assert res.test_scores.shape == (80, 3) and 80 < res.test <= 100
     lam = res.best_lambda  # each column is sklearn's binary model at that lambda
@@ -153,7 +161,7 @@ def test_multilabel_map11_with_ignore() -> None:
 
 def test_mean_per_class_and_json() -> None:
     x, y = _blobs(seed=4)
-    res = fit_probe(x[:180], y[:180], x[180:240], y[180:240], x[240:], y[240:], "mean_per_class",
+    res = _fit(x[:180], y[:180], x[180:240], y[180:240], x[240:], y[240:], "mean_per_class",
                     lambdas=lambda_grid()[20:44:4])
     j = res.to_json()
     assert {"metric", "test", "best_lambda", "val_curve", "seconds"} <= set(j)
@@ -205,15 +213,15 @@ def test_not_an_npz(tmp_path: Path) -> None:
 def test_metric_must_fit_the_labels() -> None:
     x, y = _blobs(n=90, d=4, k=3)
     with pytest.raises(ProbeInputError, match="metric map11 needs"):
-        fit_probe(x[:30], y[:30], x[30:60], y[30:60], x[60:], y[60:], "map11")
+        _fit(x[:30], y[:30], x[30:60], y[30:60], x[60:], y[60:], "map11")
     with pytest.raises(ProbeInputError, match="Unknown metric"):
-        fit_probe(x[:30], y[:30], x[30:60], y[30:60], x[60:], y[60:], "top5")
+        _fit(x[:30], y[:30], x[30:60], y[30:60], x[60:], y[60:], "top5")
 
 
 @pytest.mark.gpu
 def test_cuda_matches_cpu() -> None:
     data = _digits()
     grid = lambda_grid()[16:40:2]
-    cpu = fit_probe(*data, metric="top1", lambdas=grid)
-    gpu = fit_probe(*data, metric="top1", lambdas=grid, device="cuda")
+    cpu = _fit(*data, metric="top1", lambdas=grid)
+    gpu = _fit(*data, metric="top1", lambdas=grid, device="cuda")
     assert _adjacent(cpu.best_lambda, gpu.best_lambda, grid) and abs(cpu.test - gpu.test) <= 0.5

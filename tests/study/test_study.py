@@ -75,7 +75,7 @@ def test_a_deleted_record_is_probed_again_without_pretraining_again(tmp_path: Pa
 
 def test_a_study_killed_half_way_runs_only_the_missing_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                train_calls: list[str]) -> None:
-    import clrbench.eval.jobs as jobs
+    import clrbench.eval.linear as jobs
 
     real, seen = jobs.run_linear, []
 

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,8 @@ import numpy as np
 from clrbench.atomic import write_bytes
 from clrbench.data.cards import TaskCard
 from clrbench.eval.finetune.images import ImageSizes
-from clrbench.eval.jobs import EvalError, EvalJob, _stderr, _task
+from clrbench.eval.jobs import EvalError, EvalJob, load_job_task, make_record, test_stderr
 from clrbench.eval.protocols import FinetuneProtocol, load_protocol
-from clrbench.provenance import provenance
 from clrbench.records import Record
 
 
@@ -97,7 +96,7 @@ def context(job: EvalJob) -> Context:
     proto = load_protocol(job.protocol)
     if not isinstance(proto, FinetuneProtocol):
         raise EvalError(f"protocol {job.protocol!r} is not a fine-tune protocol.")
-    card, data = _task(job)
+    card, data = load_job_task(job)
     encoder = load_encoder(job.checkpoint)
     sizes = image_sizes(proto, card)
     fields = {k: v for k, v in asdict(proto).items() if k not in ("resources", "notes", "checkpoint_every")}
@@ -127,11 +126,33 @@ def save_trial(result: TrialResult) -> Path:
     return path
 
 
-def trial_jobs(job: EvalJob) -> list[EvalJob]:
+@dataclass(frozen=True)
+class TrialJob:
+    """One (lr, wd) trial of a fine-tune job: trained on train, scored on val, persisted as a
+    :class:`TrialResult` under the cache folder (never a record). Trials share their final
+    job's :attr:`key`; progress displays tell them apart by identity."""
+
+    final: EvalJob
+    lr_index: int
+    wd_index: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.final.key
+
+    def resources(self) -> dict[str, float]:
+        return self.final.resources()
+
+
+def trial_jobs(job: EvalJob) -> list[TrialJob]:
     """The trial jobs of a fine-tune job whose results are not persisted yet."""
     ctx = context(job)
-    return [replace(job, options={**job.options, "trial": [i, j]})
-            for i, j in grid(ctx.proto) if read_trial(trial_path(ctx, i, j)) is None]
+    return [TrialJob(job, i, j) for i, j in grid(ctx.proto) if read_trial(trial_path(ctx, i, j)) is None]
+
+
+def run_trial_job(job: TrialJob) -> TrialResult:
+    """Train one trial (or read it back when a previous run persisted it)."""
+    return run_trial(context(job.final), job.lr_index, job.wd_index)
 
 
 def _spec(ctx: Context, lr: float, wd: float, seed: int, n_train: int) -> Any:
@@ -188,14 +209,10 @@ def select(trials: list[TrialResult]) -> TrialResult | None:
     return max(scored, key=lambda t: t.value or 0.0) if scored else None
 
 
-def run_finetune(job: EvalJob) -> Record | TrialResult:
-    """A trial job (``options['trial'] = [i, j]``) -> its TrialResult; otherwise the whole
-    protocol -> one Record: run the missing trials here, select on val, retrain on
-    train+val, score test."""
+def run_finetune(job: EvalJob) -> Record:
+    """The whole protocol -> one Record: run the trials not yet persisted here, select on val,
+    retrain on train+val, score test."""
     ctx = context(job)
-    if "trial" in job.options:
-        i, j = job.options["trial"]
-        return run_trial(ctx, int(i), int(j))
     t0 = time.time()
     trials = [run_trial(ctx, i, j) for i, j in grid(ctx.proto)]
     best = select(trials)
@@ -250,18 +267,17 @@ def _record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple[Any
         value = _score(ctx, scores, valid, "test")
         y = test.targets[valid]
         pred = (scores[valid] > 0).astype(int) if ctx.card.multilabel else scores[valid].argmax(1)
-        stderr = _stderr(y, pred, ctx.card.multilabel, value)
+        stderr = test_stderr(y, pred, ctx.card.multilabel, value)
         predictions = {"y": y.tolist(), "pred": pred.tolist()}
         timings.update({"final_s": info["seconds"], "final_resumed_from": info["resumed_from"],
                         "final_loss": info["final_loss"]})
     timings["total_s"] = round(time.time() - t0, 3)
     diverged = [[t.lr, t.wd] for t in trials if t.status != "ok"]
     sizes = {"train": len(ctx.data.train), "val": len(ctx.data.val), "test": len(test)}
-    return Record(
-        checkpoint_id=ctx.job.checkpoint_id, task=ctx.card.name, protocol=ctx.proto.name, metric=ctx.card.metric,
-        status="ok" if error is None else "diverged", value=value, stderr=stderr, task_version=ctx.card.version,
-        protocol_version=ctx.proto.version, checkpoint=ctx.encoder.describe(), hparams=hparams,
-        val_curve=val_curve(trials), predictions=predictions, split_sizes=sizes,
-        expected_split_sizes=dict(ctx.card.expected_sizes), split_hash=ctx.data.split_hash, timings=timings,
-        provenance=provenance(), error=error, tags={"diverged_trials": diverged} if diverged else {},
+    return make_record(
+        ctx.job.checkpoint_id, ctx.card.name, ctx.proto.name, card=ctx.card, proto=ctx.proto,
+        status="ok" if error is None else "diverged", checkpoint=ctx.encoder.describe(), value=value,
+        stderr=stderr, hparams=hparams, val_curve=val_curve(trials), predictions=predictions, split_sizes=sizes,
+        split_hash=ctx.data.split_hash, timings=timings, error=error,
+        tags={"diverged_trials": diverged} if diverged else {},
     )

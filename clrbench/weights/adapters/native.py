@@ -17,6 +17,7 @@ from clrbench.weights.adapters.core import (
     weights_sha256,
 )
 from clrbench.weights.checkpoint import (
+    EXPORT_FORMAT,
     CheckpointError,
     encoder_metadata,
     encoder_state,
@@ -24,7 +25,6 @@ from clrbench.weights.checkpoint import (
 )
 
 #: Value of the ``format`` field in an exported encoder's safetensors header.
-EXPORT_FORMAT = "clrbench.encoder"
 
 
 def file_of(spec: str, adapter: str) -> Path:

@@ -1,4 +1,4 @@
-"""The live job board of `clrbench eval`: jobs queued / running / done / failed, per task, with the ETA.
+"""The live job progress of `clrbench eval`: jobs queued / running / done / failed, per task, with the ETA.
 
 It consumes the executor's events (:mod:`clrbench.eval.executor`), so it shows the same
 thing for the local and the Ray executor, and for any job type whose ``key`` reads
@@ -32,7 +32,7 @@ def _parts(job: Any) -> tuple[str, str, str]:
     return cid, task, protocol
 
 
-class JobBoard:
+class JobProgress:
     """A rich Live view: an overall bar (done + failed of total, elapsed, ETA) above a table with
     one line per (task, protocol) counting its jobs in each state and the latest values.
 
