@@ -112,6 +112,10 @@ def run_job(job: EvalJob) -> Record | Any:
         if "trial" in job.options:
             raise EvalError(f"protocol {job.protocol!r} is a linear probe and has no trials.")
         return run_linear(job)
+    if proto.kind == "semi":
+        from clrbench.eval.finetune.semi import run_semi
+
+        return run_semi(job)
     from clrbench.eval.finetune.grid import run_finetune
 
     return run_finetune(job)
@@ -178,7 +182,9 @@ def run_linear(job: EvalJob) -> Record:
     if not isinstance(proto, LinearProtocol):
         raise EvalError(f"protocol {job.protocol!r} is not a linear-probe protocol.")
     card, data = _task(job)
-    encoder = load_encoder(job.checkpoint)
+    from clrbench.weights.layers import at_layer
+
+    encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # honours head:k (S-v2)
     feats, valid = {}, {}
     cached = True
     for split in ("train", "val", "test"):

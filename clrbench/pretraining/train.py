@@ -37,6 +37,7 @@ from clrbench.weights.checkpoint import (
     FORMAT_VERSION,
     atomic_torch_save,
     encoder_metadata,
+    head_metadata,
 )
 from clrbench.weights.checkpoint import load_clrbench as load_checkpoint
 
@@ -133,6 +134,9 @@ def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module |
         "config": to_dict(cfg),
         "derived": dict(vars(d)),
         "encoder": encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
+        # The projection head travels with the encoder (its weights are the model's head.*), so
+        # S-v2 fine-tuning and probes can start from one of its layers (clrbench.weights.layers).
+        "head": head_metadata(cfg.model.head, feature_dim, cfg.model.head_dim, cfg.model.head_hidden_dim),
         **version_info(),
     }
 
