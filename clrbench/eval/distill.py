@@ -143,7 +143,8 @@ def train_student(encoder: nn.Module, feature_dim: int, meta: dict[str, Any], im
 
     dev = torch.device(device)
     torch.manual_seed(spec.seed)
-    net = Student(copy.deepcopy(encoder), feature_dim, teacher_logits.shape[1]).to(dev).train()
+    net = Student(copy.deepcopy(encoder), feature_dim, teacher_logits.shape[1]).to(dev)
+    net = net.to(memory_format=torch.channels_last).train()  # as the fine-tune trainer: inputs are channels_last
     opt = _optimizer(net, spec)
     scale = input_scaler(meta, dev)
     targets = torch.from_numpy(np.ascontiguousarray(teacher_logits, dtype=np.float32))

@@ -22,16 +22,16 @@ from clrbench.weights.layers import (
 
 
 def tiny_checkpoint(path: Path, head: str = "v2", with_meta: bool = True, seed: int = 0) -> Path:
-    """A clrbench checkpoint of a random width-0.0625 ResNet-18 + ``head`` (BN stats made non-trivial)."""
+    """A clrbench checkpoint of a random width-0.125 ResNet-18 + ``head`` (BN stats made non-trivial)."""
     torch.manual_seed(seed)
-    cfg = PretrainConfig(model=ModelConfig(arch="resnet18", width=0.0625, stem="cifar", head=head, head_dim=16))
+    cfg = PretrainConfig(model=ModelConfig(arch="resnet18", width=0.125, stem="cifar", head=head, head_dim=16))
     model = SimCLR(cfg.model)
     for m in model.modules():  # non-default running stats, so eval-mode BN is really exercised
         if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.state_dict(),
-            "encoder": encoder_metadata("resnet18", 0.0625, "cifar", model.feature_dim), "config": to_dict(cfg)}
+            "encoder": encoder_metadata("resnet18", 0.125, "cifar", model.feature_dim), "config": to_dict(cfg)}
     if with_meta:
         ckpt["head"] = head_metadata(head, model.feature_dim, 16, None)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def test_missing_layers_are_one_sentence(tmp_path: Path) -> None:
     assert at_layer(v1, "head:2").meta["feature_dim"] == 16
     with pytest.raises(FeatureLayerError, match="has a 2-layer v1 head"):
         at_layer(v1, "head:3")
-    foreign = load_encoder("random:resnet18,width=0.0625,stem=cifar")
+    foreign = load_encoder("random:resnet18,width=0.125,stem=cifar")
     with pytest.raises(FeatureLayerError, match="keeps no projection head"):
         at_layer(foreign, "head:1")
     assert default_layer(v1) == "encoder" and default_layer(foreign) == "encoder"
@@ -92,10 +92,10 @@ def test_pretraining_keeps_the_head_and_torchvision_loads_the_encoder(tmp_path: 
     from clrbench.weights.checkpoint import encoder_state, load_clrbench
 
     cfg = load_pretrain_config("quickstart-v2", [
-        "model.width=0.0625", "model.head_dim=16", "data.num_images=64", "optim.batch_size_global=16",
+        "model.width=0.125", "model.head_dim=16", "data.num_images=64", "optim.batch_size_global=16",
         "optim.steps=1", "augment.image_size=16", "run.precision=fp32", f"run.out={tmp_path}", "run.name=v2"])
     ckpt = load_clrbench(train_loop(cfg).checkpoint)
-    assert ckpt["head"] == {"kind": "v2", "in_dim": 32, "out_dim": 16, "hidden_dim": None}
+    assert ckpt["head"] == {"kind": "v2", "in_dim": 64, "out_dim": 16, "hidden_dim": None}
     assert any(k.startswith("head.6.") for k in ckpt["model"])  # the 3rd (output) layer is there
     tv = torchvision.models.resnet18()  # same key names (the widths differ): names only
     names = set(encoder_state(ckpt))
@@ -119,4 +119,4 @@ def test_export_writes_the_head_only_when_asked(tmp_path: Path) -> None:
     x = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(at_layer(back, "head:2").module(x), at_layer(orig, "head:2").module(x))
     with pytest.raises(CheckpointError, match="carries no projection head"):
-        export_encoder("random:resnet18,width=0.0625,stem=cifar", tmp_path / "r.safetensors", with_head=True)
+        export_encoder("random:resnet18,width=0.125,stem=cifar", tmp_path / "r.safetensors", with_head=True)

@@ -290,7 +290,7 @@ def _record(ctx: SemiContext, trials: list[TrialResult], spec: Any, final: tuple
         predictions = {"y": y.tolist(), "pred": pred.tolist()}
         tags["model"] = stored  # the fine-tuned network, for clrbench distill --teacher
     timings["total_s"] = round(time.time() - t0, 3)
-    sizes = {"train": int(len(ctx.subset)), "val": len(ctx.data.val), "test": len(test)}
+    sizes = {"train": len(ctx.data.train), "val": len(ctx.data.val), "test": len(test)}  # labelled: tags
     return Record(
         checkpoint_id=ctx.job.checkpoint_id, task=ctx.card.name, protocol=p.name, metric=ctx.card.metric,
         status="ok" if error is None else "diverged", value=value, stderr=stderr, task_version=ctx.card.version,
