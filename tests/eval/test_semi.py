@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clrbench.config import ConfigError
-from clrbench.eval.finetune.semi import labelled_subset, schedule, scaled_lr, subset_from_file
+from clrbench.eval.finetune.semi import labelled_subset, scaled_lr, schedule, subset_from_file
 from clrbench.eval.jobs import EvalError
 from clrbench.eval.protocols import SemiProtocol, load_protocol, with_feature_layer
 
