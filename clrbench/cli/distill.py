@@ -31,11 +31,12 @@ def distill(
     cache_dir: Annotated[str, typer.Option(help="Where the teacher's logits are cached.")] = ".cache/clrbench",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Seed of the image order and augmentation.")] = 0,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast where supported), bf16 or fp32 (use fp32 on CPUs without native bf16: emulated bf16 ran ~9x slower).")] = "auto",
 ) -> None:
     """Distil a fine-tuned teacher into a student on unlabelled task images (SimCLRv2 sec 2); writes the student and a 'distill' record."""
     from clrbench.eval.distill_job import DistillConfig, run_distill
 
-    cfg = DistillConfig(teacher, student, task, alpha, temperature, epochs, batch_size, lr_base, seed=seed, out=out,
+    cfg = DistillConfig(teacher, student, task, alpha, temperature, epochs, batch_size, lr_base, seed=seed, precision=precision, out=out,
                         data_root=data_root or os.environ.get("CLRBENCH_DATA"), cache_dir=cache_dir, device=device)
     console.print(f"Distilling {teacher} into {student} on {task} (alpha {alpha:g}, tau {temperature:g}, {epochs:g} epochs).")
     rec, path = run_distill(cfg, results)

@@ -143,10 +143,15 @@ def train_student(encoder: nn.Module, feature_dim: int, meta: dict[str, Any], im
 
     dev = torch.device(device)
     torch.manual_seed(spec.seed)
-    net = Student(copy.deepcopy(encoder), feature_dim, teacher_logits.shape[1]).to(dev)
-    net = net.to(memory_format=torch.channels_last).train()  # as the fine-tune trainer: inputs are channels_last
+    net = Student(copy.deepcopy(encoder), feature_dim, teacher_logits.shape[1]).to(dev).train()
     opt = _optimizer(net, spec)
-    scale = input_scaler(meta, dev)
+    # Contiguous (NCHW) inputs: the backward of a 4-channel (width 1/16) channels_last conv
+    # corrupted the heap on CPU (torch 2.x), and a small student is what distillation is for.
+    to_input = input_scaler(meta, dev)
+
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return to_input(x).contiguous()
+
     targets = torch.from_numpy(np.ascontiguousarray(teacher_logits, dtype=np.float32))
     unl = _loader(UnlabelledStream(images, spec.train_crop, spec.crop_scale, spec.seed), len(images), spec, spec.seed)
     sup = None

@@ -62,7 +62,7 @@ def _spec(alpha: float, steps: int = 3) -> DistillSpec:
 def test_student_never_reads_a_label_at_alpha_zero() -> None:
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8)
-    enc = load_encoder("random:resnet18,width=0.125,stem=cifar")
+    enc = load_encoder("random:resnet18,width=0.0625,stem=cifar")
     logits = rng.normal(size=(12, 3)).astype(np.float32)
     before = {k: v.clone() for k, v in enc.module.state_dict().items()}
     net, stats = train_student(enc.module, enc.meta["feature_dim"], enc.meta, NoLabels(arr), logits, _spec(0.0))
