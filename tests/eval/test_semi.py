@@ -124,3 +124,16 @@ def test_semi_record_from_head1_and_the_stored_teacher(tmp_path: Path) -> None:
     teacher = load_model(rec.tags["model"]["path"])
     assert teacher.sha256 == rec.tags["model"]["sha256"] and teacher.info["feature_depth"] == 1
     assert len(teacher.info["subset"]) == 40 and teacher.info["task"] == "digits"
+
+
+def test_cli_refuses_a_layer_the_checkpoint_lacks(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clrbench.cli import app
+
+    args = ["eval", "--checkpoint", "random:resnet18,width=0.125,stem=cifar", "--tasks", "digits",
+            "--results", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")]
+    res = CliRunner().invoke(app, [*args, "--feature-layer", "head:1"])
+    assert res.exit_code == 2 and "needs a projection head" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, [*args, "--feature-layer", "head_layer1"])
+    assert res.exit_code == 2 and "is not one of encoder" in res.output
