@@ -10,7 +10,7 @@ import os
 
 from clrbench.cli.common import app, fail
 
-for _module in ("pretrain", "evaluate", "leaderboard", "tasks", "export", "study"):
+for _module in ("pretrain", "evaluate", "leaderboard", "tasks", "export", "study", "distill"):
     importlib.import_module(f"clrbench.cli.{_module}")
 
 __all__ = ["app", "fail", "main"]

@@ -22,7 +22,7 @@ from clrbench.cli.progress import JobProgress
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short.")] = "linear",
+    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path.")] = "linear",
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
     cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
@@ -34,6 +34,7 @@ def eval_(
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
     watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
+    feature_layer: Annotated[str | None, typer.Option(help="Override the protocols' feature layer: encoder, or head:K (the K-th projection-head layer, S-v2; needs a checkpoint that kept its head). Records go under PROTOCOL-headK.")] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     from clrbench.eval.plan import EvalOptions, check_writable, expand_checkpoints
@@ -43,11 +44,18 @@ def eval_(
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     check_writable(results)
-    batch = _Batch(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
+    specs = expand_checkpoints(checkpoint or [])
+    protocols = [p.strip() for p in protocol.split(",") if p.strip()]
+    if feature_layer is not None:
+        from clrbench.eval.protocols import check_layer_for, with_feature_layer
+
+        protocols = [with_feature_layer(p, feature_layer, cache_dir) for p in protocols]
+        check_layer_for(specs, feature_layer)
+    batch = _Batch(tasks, protocols, results, executor,
                    EvalOptions(data_root or os.environ.get("CLRBENCH_DATA"), cache_dir,
                                str(tasks_dir) if tasks_dir else None, device, force),
                    {"address": address, "workers": workers} if executor == "ray" else {})
-    ids = batch.evaluate(expand_checkpoints(checkpoint or []))
+    ids = batch.evaluate(specs)
     if watch is not None:
         ids += _watch(batch, watch, Path(cache_dir) / "watch", poll)
     show_board(results, None, "table", None, None, ids)

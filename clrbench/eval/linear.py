@@ -37,6 +37,7 @@ def feature_sets(job: EvalJob, proto: Any) -> tuple[Any, dict[str, Any], dict[st
     from clrbench.data.splits import stored_split_hash
     from clrbench.eval.features import cache_key, cached_features, features_for
     from clrbench.weights.identity import encoder_info
+    from clrbench.weights.layers import at_layer, canonical
 
     card = job_card(job)
     cache = Path(job.cache_dir)
@@ -47,14 +48,16 @@ def feature_sets(job: EvalJob, proto: Any) -> tuple[Any, dict[str, Any], dict[st
                          info.meta, proto.feature_layer, proto.dtype)
 
     split_hash = stored_split_hash(card, split_dir(job))
-    if split_hash is not None:
+    # The remembered identity hashes the encoder alone; features of a head layer (S-v2) also
+    # depend on the head's weights, so those jobs always load the checkpoint.
+    if split_hash is not None and canonical(proto.feature_layer) == "pooled":
         got = {s: cached_features(key(s, split_hash), cache) for s in SPLITS}
         if all(g is not None for g in got.values()):
             return card, got, info.describe(), split_hash
     from clrbench.weights.adapters import load_encoder
 
     card, data = load_job_task(job)
-    encoder = load_encoder(job.checkpoint)
+    encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # honours head:k (S-v2)
     sets = {s: features_for(encoder, getattr(data, s), key(s, data.split_hash), cache, card.preprocessing,
                             proto.batch_size, proto.dtype, job.device) for s in SPLITS}
     return card, sets, encoder.describe(), data.split_hash

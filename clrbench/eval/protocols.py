@@ -23,7 +23,9 @@ class LinearProtocol:
     name: str
     version: int
     kind: Literal["linear"]
-    feature_layer: str = "pooled"  # global average pool of the last stage (S-v1 sec 2.1)
+    # pooled (= encoder): global average pool of the last stage (S-v1 sec 2.1); head:k: the
+    # k-th projection-head layer (S-v2 sec 2; clrbench.weights.layers)
+    feature_layer: str = "pooled"
     lambda_min_exp: float = -6.0  # grid 10^(min + step*k), k = 0..num-1 (S-v1 B.8.1)
     lambda_step_exp: float = 0.25
     lambda_num: int = 45
@@ -36,6 +38,9 @@ class LinearProtocol:
     batch_size: int = 256  # images per forward pass during extraction
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests, e.g. {num_gpus: 1}
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        _check_layer(self.name, self.feature_layer)
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,10 @@ class FinetuneProtocol:
     seed: int = 0
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests of one trial
     notes: str = ""
+    feature_layer: str = "encoder"  # where the new linear head goes: encoder (S-v1 B.8.1) or head:k (S-v2)
 
     def __post_init__(self) -> None:
+        _check_layer(self.name, self.feature_layer)
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ConfigError(f"{self.name}: steps, batch_size and checkpoint_every must be positive.")
         if not self.lrs or not self.wds:
@@ -84,7 +91,75 @@ class FinetuneProtocol:
             raise ConfigError(f"{self.name}: set both test_resize and test_crop, or neither (the card's).")
 
 
-Protocol = LinearProtocol | FinetuneProtocol
+def _check_layer(name: str, layer: str, allow_auto: bool = False) -> None:
+    from clrbench.weights.layers import FeatureLayerError, parse_feature_layer
+
+    if allow_auto and layer == "auto":
+        return
+    try:
+        parse_feature_layer(layer)
+    except FeatureLayerError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+@dataclass(frozen=True)
+class SemiProtocol:
+    """Fine-tuning on a few labels, as SimCLRv2 does (S-v2 sec 2 and 3; GR README "Semi-supervised
+    learning and fine-tuning the whole network").
+
+    The labelled set is a class-balanced, seeded subset of the task's train split: a
+    ``fraction`` of each class (at least one image per class), ``per_class`` images per class,
+    or the image names listed in ``subset_file`` (the fixed ImageNet 1% / 10% lists). The whole
+    network is fine-tuned from ``feature_layer`` (``auto``: ``head:1`` when the checkpoint has
+    a 3-layer v2 head, else the encoder) plus a zero-initialised linear head; no weight decay,
+    no warmup, cosine decay, random crop + flip only. Each learning rate of ``lr_bases`` is
+    one trial scored on val; the best trial's weights are scored on test (no retrain: adding
+    val would change the label fraction) and kept, content-addressed, for ``clrbench distill``.
+    """
+
+    name: str
+    version: int
+    kind: Literal["semi"]
+    fraction: float | None = None  # share of each class's train images, e.g. 0.1
+    per_class: int | None = None  # or a fixed number of labelled images per class
+    subset_file: str | None = None  # or a file of train image names, one per line (ImageNet 1%/10%)
+    subset_seed: int = 0
+    feature_layer: str = "auto"
+    optimizer: Literal["lars", "sgd"] = "lars"  # GR README: --optimizer=lars
+    lr_bases: tuple[float, ...] = (0.005,)  # lr = lr_base * sqrt(batch) (GR README: 0.005 -> 0.16 at 1024)
+    lr_scaling: Literal["sqrt", "linear"] = "sqrt"  # linear: lr_base * batch / 256
+    momentum: float = 0.9
+    epochs: float = 30.0  # S-v2 sec 3: 60 epochs for 1% of the labels, 30 for 10%
+    batch_size: int = 1024  # S-v2 sec 3 / GR README: --train_batch_size=1024
+    bn_momentum_rule: Literal["simclr", "torch_default"] = "torch_default"  # GR batch_norm_decay 0.9
+    train_resize_crop: int | None = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    test_resize: int | None = 256
+    test_crop: int | None = 224
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    checkpoint_every: int = 2000
+    seed: int = 0
+    resources: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        chosen = [k for k in ("fraction", "per_class", "subset_file") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ConfigError(f"{self.name}: set exactly one of fraction, per_class and subset_file "
+                              f"(got {', '.join(chosen) or 'none'}).")
+        if self.fraction is not None and not 0 < self.fraction <= 1:
+            raise ConfigError(f"{self.name}: fraction must be in (0, 1], got {self.fraction}.")
+        if self.per_class is not None and self.per_class < 1:
+            raise ConfigError(f"{self.name}: per_class must be >= 1, got {self.per_class}.")
+        if not self.lr_bases or any(lr <= 0 for lr in self.lr_bases):
+            raise ConfigError(f"{self.name}: lr_bases needs at least one positive learning rate.")
+        if self.epochs <= 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError(f"{self.name}: epochs, batch_size and checkpoint_every must be positive.")
+        _check_layer(self.name, self.feature_layer, allow_auto=True)
+
+
+Protocol = LinearProtocol | FinetuneProtocol | SemiProtocol
+_KINDS: dict[str, type] = {"linear": LinearProtocol, "finetune": FinetuneProtocol, "semi": SemiProtocol}
 
 
 def protocols_dir() -> Path:
@@ -106,8 +181,54 @@ def load_protocol(name_or_path: str | Path, directory: str | Path | None = None)
             )
     data = read_yaml(p)
     kind = data.get("kind")
-    cls = {"linear": LinearProtocol, "finetune": FinetuneProtocol}.get(str(kind))
+    cls = _KINDS.get(str(kind))
     if cls is None:
-        raise ConfigError(f"{p.name}: kind must be 'linear' or 'finetune', got {kind!r}.")
+        raise ConfigError(f"{p.name}: kind must be one of {', '.join(_KINDS)}, got {kind!r}.")
     proto: Protocol = from_dict(cls, data)
     return proto
+
+
+def with_feature_layer(spec: str, layer: str, directory: str | Path) -> str:
+    """The protocol ``spec`` with its feature layer replaced (``clrbench eval --feature-layer``).
+
+    Returns ``spec`` unchanged when the protocol already reads ``layer``; otherwise writes a
+    derived protocol file ``<directory>/protocols/<name>-<layer>.yaml`` (name e.g.
+    ``linear-head1``, so its records never overwrite the default layer's) and returns its path.
+
+    Raises:
+        ConfigError: a malformed layer.
+    """
+    import yaml
+
+    from clrbench.atomic import write_bytes
+    from clrbench.config import to_dict
+    from clrbench.weights.layers import FeatureLayerError, canonical
+
+    proto = load_protocol(spec)
+    try:
+        want = canonical(layer)
+    except FeatureLayerError as e:
+        raise ConfigError(f"--feature-layer: {e}") from None
+    if proto.feature_layer != "auto" and canonical(proto.feature_layer) == want:
+        return spec
+    suffix = "encoder" if want == "pooled" else want.replace(":", "")
+    data = {**to_dict(proto), "name": f"{proto.name}-{suffix}", "feature_layer": layer,
+            "notes": f"{proto.name} with feature_layer {layer} (clrbench eval --feature-layer)."}
+    out = Path(directory) / "protocols" / f"{data['name']}.yaml"
+    text = yaml.safe_dump(data, sort_keys=False)
+    if not out.exists() or out.read_text() != text:
+        write_bytes(out, text.encode())
+    return str(out)
+
+
+def check_layer_for(checkpoints: list[str], layer: str) -> None:
+    """Refuse, before any job runs, a feature layer one of ``checkpoints`` does not have.
+
+    Raises:
+        FeatureLayerError: naming the checkpoint and the layers it has.
+    """
+    from clrbench.weights.adapters import load_encoder
+    from clrbench.weights.layers import at_layer
+
+    for spec in checkpoints:
+        at_layer(load_encoder(spec), layer)

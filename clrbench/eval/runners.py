@@ -19,6 +19,7 @@ from clrbench.eval.finetune.grid import (
     run_trial_job,
     save_trial,
 )
+from clrbench.eval.finetune.semi import run_semi
 from clrbench.eval.jobs import EvalError, EvalJob, failed_record
 from clrbench.eval.linear import run_linear
 from clrbench.records import Record, write_record
@@ -27,6 +28,7 @@ from clrbench.records import Record, write_record
 RUNNERS: dict[str, Callable[[EvalJob], Record]] = {
     "linear": run_linear,
     "finetune": run_finetune,
+    "semi": run_semi,
 }
 
 

@@ -34,6 +34,7 @@ from clrbench.simclr.model import OnlineProbe, SimCLR
 from clrbench.weights.checkpoint import (
     atomic_torch_save,
     encoder_metadata,
+    head_metadata,
     training_checkpoint,
 )
 from clrbench.weights.checkpoint import load_clrbench as load_checkpoint
@@ -125,6 +126,9 @@ def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module |
         probe_optimizer=None if probe_opt is None else probe_opt.state_dict(), step=step,
         steps_per_epoch=d.steps_per_epoch, world_size=d.world_size, config=to_dict(cfg), derived=dict(vars(d)),
         encoder=encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
+        # The projection head travels with the encoder (its weights are the model's head.*), so
+        # S-v2 fine-tuning and probes can start from one of its layers (clrbench.weights.layers).
+        head=head_metadata(cfg.model.head, feature_dim, cfg.model.head_dim, cfg.model.head_hidden_dim),
     )
 
 

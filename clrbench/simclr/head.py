@@ -114,3 +114,30 @@ def head_out_dim(kind: str, in_dim: int, out_dim: int = 128) -> int:
     """Size of z that :func:`build_head` with these arguments produces."""
     HEADS.get(kind)  # unknown kinds raise here as in build_head
     return in_dim if kind == "none" else out_dim
+
+
+#: How many layers each head kind has: the depth ``head:k`` of a feature layer may reach.
+HEAD_DEPTH: dict[str, int] = {"none": 0, "linear": 1, "v1": 2, "v2": 3}
+
+
+def head_layers(head: nn.Module) -> list[nn.Module]:
+    """The head split into its layers, each a module mapping (B, d_in) -> (B, d_out).
+
+    A layer is a Linear with the BN and ReLU that follow it, as S-v2 counts them: "fine-tune
+    from the 1st layer of the projection head" means h -> ReLU(BN(W1 h)) (S-v2 sec 2, eq. for
+    f_task; GR ``ft_proj_selector=1`` picks ``hiddens_list[1]``, the output after the first
+    layer's BN and ReLU). ``none`` has no layer, ``linear`` one, ``v1`` two, ``v2`` three.
+    """
+    if isinstance(head, nn.Identity):
+        return []
+    if isinstance(head, nn.Linear):
+        return [head]
+    layers: list[list[nn.Module]] = []
+    for m in head.children():
+        if isinstance(m, nn.Linear):
+            layers.append([m])
+        elif layers:
+            layers[-1].append(m)
+        else:
+            raise ValueError(f"A projection head must start with a Linear layer, not {type(m).__name__}.")
+    return [nn.Sequential(*group) for group in layers]

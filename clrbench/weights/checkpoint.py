@@ -42,7 +42,7 @@ def encoder_metadata(arch: str, width: float, stem: str, feature_dim: int,
 def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any] | None,
                         optimizer: dict[str, Any], probe_optimizer: dict[str, Any] | None, step: int,
                         steps_per_epoch: int, world_size: int, config: dict[str, Any], derived: dict[str, Any],
-                        encoder: dict[str, Any]) -> dict[str, Any]:
+                        encoder: dict[str, Any], head: dict[str, Any] | None = None) -> dict[str, Any]:
     """The checkpoint dict pretraining writes (read back by :func:`load_clrbench`).
 
     Every value is a tensor or plain Python data, so ``torch.load(weights_only=True)`` reads it
@@ -55,7 +55,7 @@ def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any]
         "model": {k: v.detach().cpu() for k, v in model.items()},
         "probe": probe, "optimizer": optimizer, "probe_optimizer": probe_optimizer,
         "step": step, "epoch": step / steps_per_epoch, "world_size": world_size,
-        "config": config, "derived": derived, "encoder": encoder,
+        "config": config, "derived": derived, "encoder": encoder, "head": head,
         **version_info(),
     }
 
@@ -103,6 +103,35 @@ def load_clrbench(path: str | Path) -> dict[str, Any]:
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer clrbench; upgrade to read it.")
     return ckpt
+
+
+def head_metadata(kind: str, in_dim: int, out_dim: int, hidden_dim: int | None) -> dict[str, Any]:
+    """What rebuilds the projection head g(.) of a checkpoint (clrbench.simclr.head.build_head)."""
+    return {"kind": kind, "in_dim": int(in_dim), "out_dim": int(out_dim),
+            "hidden_dim": None if hidden_dim is None else int(hidden_dim)}
+
+
+def checkpoint_head(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The head metadata of a clrbench checkpoint, or None when it has no head.
+
+    Checkpoints written before the ``head`` entry existed still hold ``head.*`` weights; their
+    head is rebuilt from the resolved config (model.head, head_dim, head_hidden_dim).
+    """
+    meta = ckpt.get("head")
+    if meta is None:
+        model = (ckpt.get("config") or {}).get("model") or {}
+        kind = model.get("head")
+        if not kind or not any(k.startswith("head.") for k in ckpt.get("model", {})):
+            return None
+        meta = head_metadata(kind, ckpt["encoder"]["feature_dim"], model.get("head_dim", 128),
+                             model.get("head_hidden_dim"))
+    return None if meta["kind"] == "none" else dict(meta)
+
+
+def head_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The projection head's weights (``head.`` prefix removed) out of a clrbench checkpoint."""
+    prefix = "head."
+    return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
 
 
 def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -12,6 +12,11 @@ The header metadata (string values, JSON-encoded) records how to feed it: ``arch
 ``source_sha256`` (the source file's bytes; the weights' hash for ``random:``/hub specs),
 ``weights_sha256``, ``adapter`` and ``clrbench_version``. ``clrbench eval --checkpoint
 encoder.safetensors`` reads it back with the same preprocessing.
+
+With ``with_head`` (``clrbench export --with-head``) the projection head is added under
+``head.`` keys and its metadata under ``head`` (JSON), so S-v2 fine-tuning from ``head:1``
+works from the exported file too; torchvision's ``load_state_dict(strict=False)`` then also
+lists the ``head.*`` keys as unexpected, which is why it is opt-in.
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ def export_metadata(encoder: Encoder, spec: str) -> dict[str, str]:
             "weights_sha256": encoder.sha256, "adapter": encoder.kind, "clrbench_version": __version__}
 
 
-def export_encoder(spec: str, out: str | Path) -> tuple[Path, Encoder]:
+def export_encoder(spec: str, out: str | Path, with_head: bool = False) -> tuple[Path, Encoder]:
     """Write the encoder of ``spec`` to ``out`` atomically (temp file, fsync, rename).
 
     Returns:
         (the path written, the encoder as loaded).
 
     Raises:
-        CheckpointError: ``out`` does not end in ``.safetensors``, or any loading error.
+        CheckpointError: ``out`` does not end in ``.safetensors``, ``with_head`` for a
+            checkpoint without a head, or any loading error.
     """
     from safetensors.torch import save
 
@@ -54,7 +60,15 @@ def export_encoder(spec: str, out: str | Path) -> tuple[Path, Encoder]:
     encoder = load_encoder(spec)
     # safetensors wants contiguous, non-shared CPU tensors; clone() breaks any sharing.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in encoder.module.state_dict().items()}
-    blob = save(state, metadata=export_metadata(encoder, spec))
+    header = export_metadata(encoder, spec)
+    if with_head:
+        if encoder.head is None:
+            raise CheckpointError(f"--with-head: {spec} carries no projection head (only clrbench pretraining "
+                                  "checkpoints and exports made with --with-head do).")
+        state.update({f"head.{k}": v.detach().cpu().contiguous().clone()
+                      for k, v in encoder.head.state_dict().items()})
+        header["head"] = json.dumps(encoder.head_meta)
+    blob = save(state, metadata=header)
     write_bytes(out, blob)
     return out, encoder
 

@@ -97,9 +97,13 @@ def context(job: EvalJob) -> Context:
     if not isinstance(proto, FinetuneProtocol):
         raise EvalError(f"protocol {job.protocol!r} is not a fine-tune protocol.")
     card, data = load_job_task(job)
-    encoder = load_encoder(job.checkpoint)
+    from clrbench.weights.layers import at_layer
+
+    encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # head:k: sha covers the head
     sizes = image_sizes(proto, card)
     fields = {k: v for k, v in asdict(proto).items() if k not in ("resources", "notes", "checkpoint_every")}
+    if proto.feature_layer == "encoder":
+        del fields["feature_layer"]  # the default: trial folders from before the field existed stay valid
     key = json.dumps({"encoder": encoder.sha256, "card": f"{card.name}@{card.version}", "split": data.split_hash,
                       "protocol": fields, "sizes": asdict(sizes)}, sort_keys=True, default=list)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

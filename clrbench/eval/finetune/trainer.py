@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -191,11 +192,16 @@ def _save(path: Path | None, spec: TrialSpec, net: nn.Module, opt: torch.optim.O
 
 
 def train_trial(encoder: Encoder, images: LabeledImages, spec: TrialSpec, device: str | torch.device = "cpu",
-                checkpoint: Path | None = None) -> tuple[FinetuneNet, TrialOutcome]:
+                checkpoint: Path | None = None,
+                optimizer: Callable[[nn.Module, TrialSpec], torch.optim.Optimizer] | None = None,
+                ) -> tuple[FinetuneNet, TrialOutcome]:
     """Fine-tune a copy of ``encoder`` on ``images`` for ``spec.steps`` steps.
 
     Resumes from ``checkpoint`` when it exists (same spec) and saves it every
     ``spec.checkpoint_every`` steps and at the end, so a finished run can be reloaded.
+
+    ``optimizer`` builds the optimiser from (net, spec) instead of SGD with Nesterov momentum
+    (the semi-supervised protocols use LARS, S-v2 sec 3).
 
     Returns:
         The trained network (train mode) and the outcome; ``diverged`` as soon as the loss is
@@ -203,8 +209,8 @@ def train_trial(encoder: Encoder, images: LabeledImages, spec: TrialSpec, device
     """
     dev = torch.device(device)
     net = build_net(encoder, spec, dev)  # deterministic: a copy of the encoder + a zero head
-    opt = torch.optim.SGD(net.parameters(), lr=spec.lr, momentum=spec.momentum, nesterov=True,
-                          weight_decay=spec.weight_decay)
+    opt = optimizer(net, spec) if optimizer is not None else torch.optim.SGD(
+        net.parameters(), lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
     start = _resume(checkpoint, spec, net, opt)
     scale = input_scaler(encoder.meta, dev)
     batches = StepBatches(len(images), spec.batch_size, spec.steps, spec.seed, start)

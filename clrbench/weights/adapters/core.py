@@ -42,6 +42,11 @@ class Encoder:
         sha256: content hash of the encoder weights.
         kind: which adapter built it.
         path: the file it came from ('' for random init).
+        head: the projection head g(.) saved with the encoder (eval mode), or None when the
+            checkpoint has none (every foreign adapter, and ``head: none``); maps
+            (B, feature_dim) -> (B, head_meta['out_dim']).
+        head_meta: kind, in_dim, out_dim, hidden_dim of ``head`` (clrbench.weights.checkpoint).
+        head_sha256: content hash of the head weights (part of any cache key of head features).
     """
 
     module: nn.Module
@@ -50,6 +55,9 @@ class Encoder:
     sha256: str
     kind: str
     path: str
+    head: nn.Module | None = None
+    head_meta: dict[str, Any] | None = None
+    head_sha256: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "kind": self.kind, **self.meta}

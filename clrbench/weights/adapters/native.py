@@ -19,8 +19,10 @@ from clrbench.weights.adapters.core import (
 from clrbench.weights.checkpoint import (
     EXPORT_FORMAT,
     CheckpointError,
+    checkpoint_head,
     encoder_metadata,
     encoder_state,
+    head_state,
     sha256_state,
 )
 
@@ -42,9 +44,28 @@ def _clrbench(spec: str) -> Encoder:
     ckpt = load_clrbench(path)
     state = encoder_state(ckpt)
     meta = dict(ckpt["encoder"])
+    if ckpt.get("distill"):  # a student of clrbench distill: its provenance rides in every record
+        meta["distill"] = dict(ckpt["distill"])
     module = build_strict(meta, state, "clrbench", str(path))
     sha = sha256_state(state)
-    return Encoder(module, meta, f"{run_name(path)}-{sha[:8]}", sha, "clrbench", str(path))
+    enc = Encoder(module, meta, f"{run_name(path)}-{sha[:8]}", sha, "clrbench", str(path))
+    head_meta = checkpoint_head(ckpt)
+    return with_head(enc, head_meta, head_state(ckpt), str(path)) if head_meta else enc
+
+
+def with_head(enc: Encoder, head_meta: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> Encoder:
+    """``enc`` with its projection head built from ``head_meta`` and ``state`` loaded strictly."""
+    from dataclasses import replace
+
+    from clrbench.simclr.head import build_head
+
+    head = build_head(head_meta["kind"], head_meta["in_dim"], head_meta["out_dim"], head_meta["hidden_dim"])
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise AdapterError(f"The projection head in {source} does not fit its metadata {head_meta} "
+                           f"({str(e).splitlines()[0]}).") from None
+    return replace(enc, head=head.eval(), head_meta=dict(head_meta), head_sha256=sha256_state(state))
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -84,11 +105,21 @@ def meta_from_header(header: dict[str, str], path: Path) -> dict[str, Any]:
 def _safetensors(spec: str) -> Encoder:
     """An encoder written by ``clrbench export``: weights plus metadata in the header."""
     path = file_of(spec, "safetensors")
-    state, header = read_safetensors(path)
+    tensors, header = read_safetensors(path)
     meta = meta_from_header(header, path)
+    # `clrbench export --with-head` adds the head under ``head.``; the encoder keys stay bare.
+    state = {k: v for k, v in tensors.items() if not k.startswith("head.")}
     module = build_strict(meta, state, "safetensors", str(path))
     sha = weights_sha256(state, meta)
-    return Encoder(module, meta, f"{run_name(path)}-{sha[:8]}", sha, "safetensors", str(path))
+    enc = Encoder(module, meta, f"{run_name(path)}-{sha[:8]}", sha, "safetensors", str(path))
+    if "head" not in header:
+        return enc
+    try:
+        head_meta = json.loads(header["head"])
+    except json.JSONDecodeError as e:
+        raise AdapterError(f"{path} has a damaged head entry in its header ({e}).") from None
+    head = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+    return with_head(enc, head_meta, head, str(path))
 
 
 def parse_random(spec: str) -> dict[str, Any]:
