@@ -44,7 +44,7 @@ def probe(
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short.")] = "linear",
+    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short, finetune-asha, finetune-asha-short.")] = "linear",
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
     cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
@@ -56,6 +56,7 @@ def eval_(
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
     watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start fine-tune protocols even when their estimate is above an hour.")] = False,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     if executor not in ("local", "ray"):
@@ -67,6 +68,7 @@ def eval_(
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
                   "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force},
                  {"address": address, "workers": workers} if executor == "ray" else {})
+    plan.yes = yes
     ids = plan.evaluate(_expand_checkpoints(checkpoint or []))
     if watch is not None:
         ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
@@ -75,6 +77,8 @@ def eval_(
 
 class _Plan:
     """What one `clrbench eval` runs per batch of checkpoints: plan, run on the board, report."""
+
+    yes = False  # --yes: fine-tune jobs may start past an hour of estimated time
 
     def __init__(self, tasks: str, protocols: list[str], results: Path, executor: str,
                  job_args: dict[str, Any], ray_args: dict[str, Any]) -> None:
@@ -93,6 +97,7 @@ class _Plan:
         if done:
             console.print(f"{len(done)} job(s) already recorded in {self.results}/records (use --force to recompute).")
         progress = {spec: checkpoint_progress(spec) for spec in specs}
+        _confirm_finetune_cost(todo, self.yes)
         if todo:
             with JobBoard(console) as on_event:
                 phases = _phases(todo, plan_trials(todo) if self.executor == "ray" else [])
@@ -105,6 +110,23 @@ class _Plan:
                 if r.status != "ok":
                     console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
         return list(dict.fromkeys(j.checkpoint_id for j in todo + done))
+
+
+def _confirm_finetune_cost(todo: list[Any], yes: bool) -> None:
+    """Print the fine-tune jobs' estimated trial-steps and time (a timed probe step); past an
+    hour, stop unless --yes."""
+    from clrbench.eval.finetune.cost import CONFIRM_ABOVE_S, estimate_jobs
+    from clrbench.study.cost import format_seconds
+
+    costs = estimate_jobs(todo)
+    for c in costs:
+        console.print(f"Estimate: {c.line()}", highlight=False)
+    total = sum(c.seconds for c in costs)
+    if len(costs) > 1:
+        console.print(f"Estimate: fine-tuning in all about {format_seconds(total)} on one {todo[0].device} device.")
+    if total > CONFIRM_ABOVE_S and not yes:
+        fail("that is over an hour of fine-tuning; add --yes to start it, or choose fewer --tasks or a "
+             "shorter protocol (finetune-asha, finetune-short).", 1)
 
 
 def _phases(todo: list[Any], trials: list[Any]) -> tuple[list[Any], list[Any]]:

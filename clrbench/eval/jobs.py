@@ -112,6 +112,10 @@ def run_job(job: EvalJob) -> Record | Any:
         if "trial" in job.options:
             raise EvalError(f"protocol {job.protocol!r} is a linear probe and has no trials.")
         return run_linear(job)
+    if proto.kind == "finetune-asha":  # the same grid, searched by ASHA on Ray Tune
+        from clrbench.eval.finetune.asha import run_asha
+
+        return run_asha(job)
     from clrbench.eval.finetune.grid import run_finetune
 
     return run_finetune(job)

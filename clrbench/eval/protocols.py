@@ -69,8 +69,14 @@ class FinetuneProtocol:
     seed: int = 0
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests of one trial
     notes: str = ""
+    # Decode once: training images are decoded a single time, their shorter side resized to
+    # this (never enlarged) and kept as uint8 in a memory-mapped cache from which the random
+    # crops are cut (clrbench.eval.finetune.decoded). None: decode the original at every step.
+    pre_crop_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.pre_crop_size is not None and self.pre_crop_size < 1:
+            raise ConfigError(f"{self.name}: pre_crop_size must be positive or null.")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ConfigError(f"{self.name}: steps, batch_size and checkpoint_every must be positive.")
         if not self.lrs or not self.wds:
@@ -82,6 +88,34 @@ class FinetuneProtocol:
             raise ConfigError(f"{self.name}: crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}.")
         if (self.test_resize is None) != (self.test_crop is None):
             raise ConfigError(f"{self.name}: set both test_resize and test_crop, or neither (the card's).")
+
+
+@dataclass(frozen=True)
+class FinetuneAshaProtocol(FinetuneProtocol):
+    """The same fine-tune grid, searched with ASHA on Ray Tune (clrbench.eval.finetune.asha).
+
+    Asynchronous successive halving (Li et al. 2020, "A System for Massively Parallel
+    Hyperparameter Tuning"): every trial reports its val metric at each rung (steps); one
+    whose score is below the top 1/``reduction_factor`` of the scores already seen at that
+    rung stops there. The rungs must be geometric with ratio ``reduction_factor`` and end at
+    ``steps`` (Ray's ASHAScheduler derives them from the first rung, the ratio and ``steps``).
+    The best trial that reached ``steps`` is retrained on train+val exactly as ``finetune``.
+    ``resources`` are one trial's Ray requests (``num_gpus: 0.25`` puts four on a GPU).
+    """
+
+    kind: Literal["finetune-asha"] = "finetune-asha"  # type: ignore[assignment]
+    rungs: tuple[int, ...] = (1250, 5000, 20000)
+    reduction_factor: int = 4
+    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's resources allow
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r, f = self.rungs, self.reduction_factor
+        if f < 2 or not r or r[-1] != self.steps or any(b != a * f for a, b in zip(r, r[1:], strict=False)):
+            raise ConfigError(f"{self.name}: rungs must be geometric with ratio reduction_factor ({f}) and end at "
+                              f"steps ({self.steps}), e.g. [1250, 5000, 20000]; got {list(r)}.")
+        if self.max_concurrent < 0:
+            raise ConfigError(f"{self.name}: max_concurrent must be 0 (no limit) or positive.")
 
 
 Protocol = LinearProtocol | FinetuneProtocol
@@ -106,8 +140,9 @@ def load_protocol(name_or_path: str | Path, directory: str | Path | None = None)
             )
     data = read_yaml(p)
     kind = data.get("kind")
-    cls = {"linear": LinearProtocol, "finetune": FinetuneProtocol}.get(str(kind))
+    cls = {"linear": LinearProtocol, "finetune": FinetuneProtocol,
+           "finetune-asha": FinetuneAshaProtocol}.get(str(kind))
     if cls is None:
-        raise ConfigError(f"{p.name}: kind must be 'linear' or 'finetune', got {kind!r}.")
+        raise ConfigError(f"{p.name}: kind must be 'linear', 'finetune' or 'finetune-asha', got {kind!r}.")
     proto: Protocol = from_dict(cls, data)
     return proto

@@ -100,11 +100,17 @@ def context(job: EvalJob) -> Context:
     card, data = _task(job)
     encoder = load_encoder(job.checkpoint)
     sizes = image_sizes(proto, card)
-    fields = {k: v for k, v in asdict(proto).items() if k not in ("resources", "notes", "checkpoint_every")}
+    fields = {k: v for k, v in asdict(proto).items()
+              if k not in ("resources", "notes", "checkpoint_every", "max_concurrent")
+              and not (k == "pre_crop_size" and v is None)}  # unset: the key of a protocol without it
     key = json.dumps({"encoder": encoder.sha256, "card": f"{card.name}@{card.version}", "split": data.split_hash,
                       "protocol": fields, "sizes": asdict(sizes)}, sort_keys=True, default=list)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = Path(job.cache_dir) / "finetune" / job.checkpoint_id / f"{card.name}__{proto.name}" / digest
+    if proto.pre_crop_size is not None:  # decode once (train and val are trained on)
+        from clrbench.eval.finetune.decoded import decoded_task
+
+        data = decoded_task(data, card, proto.pre_crop_size, Path(job.cache_dir))
     return Context(job, proto, card, data, encoder, sizes, folder)
 
 
