@@ -119,23 +119,42 @@ def run_trial(point: Point, search: Search, trial_fn: TrialFn, report: Callable[
             return
 
 
+def _replaying_asha(folder: str, **kw: Any) -> Any:
+    """Ray's ASHAScheduler that also learns, as each trial is added, the rungs the trial's rung
+    file says it already passed. A restored experiment re-creates the scheduler as it was
+    first built (empty rungs), so without this a trial resumed after the driver was killed
+    would be compared with nothing and promoted (measured: tests/eval/test_finetune_asha.py)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    class ReplayingASHA(ASHAScheduler):  # type: ignore[misc]
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            super().on_trial_add(tune_controller, trial)
+            bracket = self._trial_info.get(trial.trial_id)
+            rungs = dict(getattr(bracket, "_rungs", []))  # {milestone: {trial_id: score}}
+            for row in read_rows(folder, (int(trial.config["trial"][0]), int(trial.config["trial"][1]))):
+                ok = row["status"] == "ok" and row.get("val") is not None
+                if row["steps"] in rungs:
+                    rungs[row["steps"]].setdefault(trial.trial_id, self._metric_op * (row["val"] if ok else _FLOOR))
+
+    return ReplayingASHA(**kw)
+
+
 def _tuner(search: Search, trial_fn: TrialFn) -> Any:
     """A Tuner over ``search.points``: restored from its experiment folder when one is there."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     res = {"cpu": float(search.resources.get("num_cpus", 1)), "gpu": float(search.resources.get("num_gpus", 0))}
     trainable = tune.with_resources(tune.with_parameters(_trainable, search=search, trial_fn=trial_fn), res)
     path = search.experiment
     if tune.Tuner.can_restore(str(path)):
         return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    scheduler = ASHAScheduler(time_attr="steps", max_t=search.rungs[-1], grace_period=search.rungs[0],
-                              reduction_factor=search.reduction_factor)
+    scheduler = _replaying_asha(search.folder, time_attr="steps", metric="val", mode="max", max_t=search.rungs[-1],
+                                grace_period=search.rungs[0], reduction_factor=search.reduction_factor)
     return tune.Tuner(
         trainable, param_space={"trial": tune.grid_search([list(p) for p in search.points])},
         # reuse_actors: a new trial takes over a finished trial's worker process (and its loaded
         # task and encoder) instead of paying a process start and the imports again.
-        tune_config=tune.TuneConfig(metric="val", mode="max", scheduler=scheduler, num_samples=1,
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1,
                                     max_concurrent_trials=search.max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str(path.parent), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=search.max_failures)),
