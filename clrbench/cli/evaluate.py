@@ -120,7 +120,9 @@ def _confirm_finetune_cost(todo: list[Any], yes: bool) -> None:
 
     costs = estimate_jobs(todo)
     for c in costs:
-        console.print(f"Estimate: {c.line()}", highlight=False)
+        console.print(f"Estimate: {c.checkpoint_id} / {c.task} / {c.protocol}: {c.trials} trials, {c.trial_steps:,.0f} "
+                      f"trial-steps + {c.final_steps:,} final, {c.step_s * 1000:.0f} ms a step -> about "
+                      f"{format_seconds(c.seconds)}", highlight=False)
     total = sum(c.seconds for c in costs)
     if len(costs) > 1:
         console.print(f"Estimate: fine-tuning in all about {format_seconds(total)} on one {todo[0].device} device.")

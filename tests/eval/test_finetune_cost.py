@@ -28,7 +28,7 @@ def test_estimate_scales_the_measured_step(monkeypatch: pytest.MonkeyPatch) -> N
     c = cost.estimate_job(job)
     assert c is not None and c.trials == 16 and c.final_steps == 128
     assert c.trial_steps == pytest.approx(16 * 8 + 4 * 24 + 1 * 96)
-    assert c.seconds >= (c.trial_steps + 128) * 0.5 and "trial-steps" in c.line()
+    assert c.seconds >= (c.trial_steps + 128) * 0.5
     assert cost.estimate_job(EvalJob(RANDOM, "rnd", "digits", "linear")) is None
 
 

@@ -34,15 +34,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clrbench.atomic import write_bytes
+from clrbench.errors import UserError
 from clrbench.eval.finetune import grid as grid_mod
-from clrbench.eval.jobs import EvalError, EvalJob
 from clrbench.eval.protocols import FinetuneAshaProtocol
 from clrbench.records import Record
+
+if TYPE_CHECKING:
+    from clrbench.eval.jobs import EvalJob
 
 Point = tuple[int, int]  # (lr index, wd index) into the protocol's grids
 TrialFn = Callable[[Point, int], dict[str, Any]]  # (point, until step) -> {"val", "status", "seconds", ...}
@@ -90,16 +93,21 @@ def _write_rows(folder: str | Path, point: Point, rows: list[dict[str, Any]]) ->
     write_bytes(rows_path(folder, point), (json.dumps(rows, sort_keys=True) + "\n").encode())
 
 
+class AshaError(UserError, RuntimeError):
+    """A finetune-asha search that cannot run as asked; one sentence."""
+
+
 def _trainable(config: dict[str, Any], search: Search, trial_fn: TrialFn) -> None:
     """One Tune trial. ``tune.report`` waits for the scheduler's decision, so a trial ASHA
     stops trains no further than the rung it stopped at."""
+    import torch
     from ray import tune
 
-    from clrbench.eval.executor import thread_limits
-
+    threads = max(1, int(search.resources.get("num_cpus", 1)))
+    torch.set_num_threads(threads)  # its CPU request (a reused actor keeps what the last trial set)
+    os.environ["CLRBENCH_CPUS"] = str(threads)  # the loader sizes its workers from it
     point = (int(config["trial"][0]), int(config["trial"][1]))
-    with thread_limits(max(1, int(search.resources.get("num_cpus", 1)))):
-        run_trial(point, search, trial_fn, tune.report)
+    run_trial(point, search, trial_fn, tune.report)
 
 
 def run_trial(point: Point, search: Search, trial_fn: TrialFn, report: Callable[[dict[str, Any]], None]) -> None:
@@ -166,7 +174,7 @@ def run_search(search: Search, trial_fn: TrialFn, *, address: str | None = None)
 
     Starts a local Ray cluster unless one is initialised or ``address`` names one.
     """
-    from clrbench.eval.executor import connect_ray
+    import logging
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files per trial
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -180,7 +188,17 @@ def run_search(search: Search, trial_fn: TrialFn, *, address: str | None = None)
     root = str(Path(__file__).resolve().parents[3])
     if root not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    connect_ray(address, None)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters: no token prompt
+    import ray
+
+    if not ray.is_initialized():  # else: the caller's cluster (e.g. the Ray executor's)
+        from clrbench.launch import check_ray_address
+
+        check_ray_address(address)  # a dead address fails in seconds, not after minutes of retries
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        except ConnectionError as e:
+            raise AshaError(f"cannot reach a Ray cluster at {address!r} ({e}).") from None
     results = _tuner(search, trial_fn).fit()
     errored = set()
     for r in results:
@@ -278,7 +296,7 @@ def search_of(ctx: grid_mod.Context) -> Search:
     GPUs when the job runs on the CPU."""
     proto = ctx.proto
     if not isinstance(proto, FinetuneAshaProtocol):
-        raise EvalError(f"protocol {ctx.job.protocol!r} is not a finetune-asha protocol.")
+        raise AshaError(f"protocol {ctx.job.protocol!r} is not a finetune-asha protocol.")
     res = {k: float(v) for k, v in proto.resources.items() if k in ("num_cpus", "num_gpus")}
     if ctx.job.device == "cpu":
         res.pop("num_gpus", None)

@@ -37,13 +37,6 @@ class FinetuneCost:
     step_s: float  # measured seconds of one training step at the protocol's batch size
     seconds: float
 
-    def line(self) -> str:
-        from clrbench.study.cost import format_seconds
-
-        return (f"{self.checkpoint_id} / {self.task} / {self.protocol}: {self.trials} trials, "
-                f"{self.trial_steps:,.0f} trial-steps + {self.final_steps:,} final, {self.step_s * 1000:.0f} ms "
-                f"per step -> about {format_seconds(self.seconds)}")
-
 
 def search_steps(proto: Any) -> tuple[float, float]:
     """(expected training steps of the search, expected val predictions) of a fine-tune protocol.
