@@ -83,7 +83,7 @@ def test_a_restarted_trial_replays_its_finished_rungs(tmp_path: Path) -> None:
     reported: list[dict[str, Any]] = []
     asha.run_trial((0, 0), s, stub, reported.append)
     assert calls == [((0, 0), 1), ((0, 0), 2), ((0, 0), 4)]
-    assert [r["steps"] for r in reported] == [1, 2, 4] and reported[-1]["val"] == 54.0
+    assert [r["steps"] for r in reported] == [1, 2, 4] and reported[-1]["val"] == reported[-1]["score"] == 54.0
     again: list[dict[str, Any]] = []
     asha.run_trial((0, 0), s, stub, again.append)  # a restart: nothing retrained, the same reports
     assert len(calls) == 3 and again == reported
@@ -99,7 +99,14 @@ def test_a_diverged_trial_reports_the_floor_and_ends(tmp_path: Path) -> None:
 
     reported: list[dict[str, Any]] = []
     asha.run_trial((1, 0), _search(tmp_path, [(1, 0)]), stub, reported.append)
-    assert reported == [{"val": 30.0, "steps": 1}, {"val": 0.0, "steps": 2}]
+    assert reported == [{"val": 30.0, "score": 30.0, "steps": 1}, {"val": 0.0, "score": 0.0, "steps": 2}]
+
+
+def test_asha_ranks_val_ties_by_training_loss() -> None:
+    tied = [{"status": "ok", "val": 10.0, "final_loss": 2.30}, {"status": "ok", "val": 10.0, "final_loss": 2.29}]
+    assert asha.score(tied[1]) > asha.score(tied[0])  # same val: the lower loss ranks higher
+    assert asha.score({"status": "ok", "val": 10.01, "final_loss": 50.0}) > asha.score(tied[1])  # val first
+    assert asha.score({"status": "diverged", "val": None}) == 0.0
 
 
 def _fill(tmp_path: Path, last: dict[tuple[int, int], tuple[int, float | None]]) -> asha.Search:
