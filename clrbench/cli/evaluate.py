@@ -22,7 +22,7 @@ from clrbench.cli.progress import JobProgress
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path.")] = "linear",
+    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short, finetune-asha (the fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path.")] = "linear",
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
     cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
@@ -35,6 +35,7 @@ def eval_(
     watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
     feature_layer: Annotated[str | None, typer.Option(help="Override the protocols' feature layer: encoder, or head:K (the K-th projection-head layer, S-v2; needs a checkpoint that kept its head). Records go under PROTOCOL-headK.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start fine-tune protocols even when their estimate is above an hour.")] = False,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     from clrbench.eval.plan import EvalOptions, check_writable, expand_checkpoints
@@ -54,7 +55,7 @@ def eval_(
     batch = _Batch(tasks, protocols, results, executor,
                    EvalOptions(data_root or os.environ.get("CLRBENCH_DATA"), cache_dir,
                                str(tasks_dir) if tasks_dir else None, device, force),
-                   {"address": address, "workers": workers} if executor == "ray" else {})
+                   {"address": address, "workers": workers} if executor == "ray" else {}, yes)
     ids = batch.evaluate(specs)
     if watch is not None:
         ids += _watch(batch, watch, Path(cache_dir) / "watch", poll)
@@ -71,6 +72,7 @@ class _Batch:
     executor: str
     options: Any  # clrbench.eval.plan.EvalOptions
     ray_args: dict[str, Any]
+    yes: bool = False  # --yes: fine-tune jobs may start past an hour of estimated time
 
     def evaluate(self, specs: list[str]) -> list[str]:
         """Run every missing job of ``specs`` with live progress; returns their checkpoint ids."""
@@ -82,6 +84,7 @@ class _Batch:
         if plan.done:
             console.print(f"{len(plan.done)} job(s) already recorded in {self.results}/records "
                           "(use --force to recompute).")
+        _confirm_finetune_cost(plan.todo, self.yes)
         if plan.todo:
             with JobProgress(console) as on_event:
                 stored = plan.execute(self.executor, on_event, **self.ray_args)
@@ -89,6 +92,25 @@ class _Batch:
                 if getattr(r, "status", "ok") != "ok" and hasattr(r, "checkpoint_id"):
                     console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
         return plan.checkpoint_ids
+
+
+def _confirm_finetune_cost(todo: list[Any], yes: bool) -> None:
+    """Print the fine-tune jobs' estimated trial-steps and time (a timed probe step); past an
+    hour, stop unless --yes."""
+    from clrbench.eval.finetune.cost import CONFIRM_ABOVE_S, estimate_jobs
+    from clrbench.study.cost import format_seconds
+
+    costs = estimate_jobs(todo)
+    for c in costs:
+        console.print(f"Estimate: {c.checkpoint_id} / {c.task} / {c.protocol}: {c.trials} trials, {c.trial_steps:,.0f} "
+                      f"trial-steps + {c.final_steps:,} final, {c.step_s * 1000:.0f} ms a step -> about "
+                      f"{format_seconds(c.seconds)}", highlight=False)
+    total = sum(c.seconds for c in costs)
+    if len(costs) > 1:
+        console.print(f"Estimate: fine-tuning in all about {format_seconds(total)} on one {todo[0].device} device.")
+    if total > CONFIRM_ABOVE_S and not yes:
+        fail("that is over an hour of fine-tuning; add --yes to start it, or choose fewer --tasks or a "
+             "shorter protocol (finetune-asha, finetune-short).", 1)
 
 
 def _watch(batch: _Batch, run_dir: Path, snapshots: Path, poll: float) -> list[str]:

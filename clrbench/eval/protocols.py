@@ -75,9 +75,15 @@ class FinetuneProtocol:
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests of one trial
     notes: str = ""
     feature_layer: str = "encoder"  # where the new linear head goes: encoder (S-v1 B.8.1) or head:k (S-v2)
+    # Decode once: training images are decoded a single time, their shorter side resized to
+    # this (never enlarged) and kept as uint8 in a memory-mapped cache from which the random
+    # crops are cut (clrbench.eval.finetune.decoded). None: decode the original at every step.
+    pre_crop_size: int | None = None
 
     def __post_init__(self) -> None:
         _check_layer(self.name, self.feature_layer)
+        if self.pre_crop_size is not None and self.pre_crop_size < 1:
+            raise ConfigError(f"{self.name}: pre_crop_size must be positive or null.")
         if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
             raise ConfigError(f"{self.name}: steps, batch_size and checkpoint_every must be positive.")
         if not self.lrs or not self.wds:
@@ -89,6 +95,34 @@ class FinetuneProtocol:
             raise ConfigError(f"{self.name}: crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}.")
         if (self.test_resize is None) != (self.test_crop is None):
             raise ConfigError(f"{self.name}: set both test_resize and test_crop, or neither (the card's).")
+
+
+@dataclass(frozen=True)
+class FinetuneAshaProtocol(FinetuneProtocol):
+    """The same fine-tune grid, searched with ASHA on Ray Tune (clrbench.eval.finetune.asha).
+
+    Asynchronous successive halving (Li et al. 2020, "A System for Massively Parallel
+    Hyperparameter Tuning"): every trial reports its val metric at each rung (steps); one
+    whose score is below the top 1/``reduction_factor`` of the scores already seen at that
+    rung stops there. The rungs must be geometric with ratio ``reduction_factor`` and end at
+    ``steps`` (Ray's ASHAScheduler derives them from the first rung, the ratio and ``steps``).
+    The best trial that reached ``steps`` is retrained on train+val exactly as ``finetune``.
+    ``resources`` are one trial's Ray requests (``num_gpus: 0.25`` puts four on a GPU).
+    """
+
+    kind: Literal["finetune-asha"] = "finetune-asha"  # type: ignore[assignment]
+    rungs: tuple[int, ...] = (1250, 5000, 20000)
+    reduction_factor: int = 4
+    max_concurrent: int = 0  # trials at once; 0: as many as the cluster's resources allow
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r, f = self.rungs, self.reduction_factor
+        if f < 2 or not r or r[-1] != self.steps or any(b != a * f for a, b in zip(r, r[1:], strict=False)):
+            raise ConfigError(f"{self.name}: rungs must be geometric with ratio reduction_factor ({f}) and end at "
+                              f"steps ({self.steps}), e.g. [1250, 5000, 20000]; got {list(r)}.")
+        if self.max_concurrent < 0:
+            raise ConfigError(f"{self.name}: max_concurrent must be 0 (no limit) or positive.")
 
 
 def _check_layer(name: str, layer: str, allow_auto: bool = False) -> None:
@@ -158,8 +192,9 @@ class SemiProtocol:
         _check_layer(self.name, self.feature_layer, allow_auto=True)
 
 
-Protocol = LinearProtocol | FinetuneProtocol | SemiProtocol
-_KINDS: dict[str, type] = {"linear": LinearProtocol, "finetune": FinetuneProtocol, "semi": SemiProtocol}
+Protocol = LinearProtocol | FinetuneProtocol | FinetuneAshaProtocol | SemiProtocol
+_KINDS: dict[str, type] = {"linear": LinearProtocol, "finetune": FinetuneProtocol,
+                           "finetune-asha": FinetuneAshaProtocol, "semi": SemiProtocol}
 
 
 def protocols_dir() -> Path:

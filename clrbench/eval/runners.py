@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clrbench.eval.finetune.asha import run_asha
 from clrbench.eval.finetune.grid import (
     TrialJob,
     TrialResult,
@@ -29,6 +30,7 @@ RUNNERS: dict[str, Callable[[EvalJob], Record]] = {
     "linear": run_linear,
     "finetune": run_finetune,
     "semi": run_semi,
+    "finetune-asha": run_asha,  # the same grid, searched by ASHA on Ray Tune
 }
 
 

@@ -101,13 +101,19 @@ def context(job: EvalJob) -> Context:
 
     encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # head:k: sha covers the head
     sizes = image_sizes(proto, card)
-    fields = {k: v for k, v in asdict(proto).items() if k not in ("resources", "notes", "checkpoint_every")}
+    fields = {k: v for k, v in asdict(proto).items()
+              if k not in ("resources", "notes", "checkpoint_every", "max_concurrent")
+              and not (k == "pre_crop_size" and v is None)}  # unset: the key of a protocol without it
     if proto.feature_layer == "encoder":
         del fields["feature_layer"]  # the default: trial folders from before the field existed stay valid
     key = json.dumps({"encoder": encoder.sha256, "card": f"{card.name}@{card.version}", "split": data.split_hash,
                       "protocol": fields, "sizes": asdict(sizes)}, sort_keys=True, default=list)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     folder = Path(job.cache_dir) / "finetune" / job.checkpoint_id / f"{card.name}__{proto.name}" / digest
+    if proto.pre_crop_size is not None:  # decode once (train and val are trained on)
+        from clrbench.eval.finetune.decoded import decoded_task
+
+        data = decoded_task(data, card, proto.pre_crop_size, Path(job.cache_dir))
     return Context(job, proto, card, data, encoder, sizes, folder)
 
 
@@ -159,7 +165,7 @@ def run_trial_job(job: TrialJob) -> TrialResult:
     return run_trial(context(job.final), job.lr_index, job.wd_index)
 
 
-def _spec(ctx: Context, lr: float, wd: float, seed: int, n_train: int) -> Any:
+def spec_for(ctx: Context, lr: float, wd: float, seed: int, n_train: int) -> Any:
     from clrbench.eval.finetune.trainer import TrialSpec, bn_momentum, sgd_weight_decay
 
     p = ctx.proto
@@ -171,7 +177,7 @@ def _spec(ctx: Context, lr: float, wd: float, seed: int, n_train: int) -> Any:
                      multilabel=ctx.card.multilabel)
 
 
-def _score(ctx: Context, scores: np.ndarray, valid: np.ndarray, split: str) -> float:
+def split_score(ctx: Context, scores: np.ndarray, valid: np.ndarray, split: str) -> float:
     """The card's metric in percent over the decodable images of ``split``."""
     from clrbench.eval.metrics import score
 
@@ -188,14 +194,14 @@ def run_trial(ctx: Context, i: int, j: int) -> TrialResult:
     if done is not None:
         return done
     lr, wd, seed = ctx.proto.lrs[i], ctx.proto.wds[j], trial_seed(ctx.proto, i, j)
-    spec = _spec(ctx, lr, wd, seed, len(ctx.data.train))
+    spec = spec_for(ctx, lr, wd, seed, len(ctx.data.train))
     ckpt = ctx.folder / f"trial-lr{i}-wd{j}.pt"
     t0 = time.time()
     net, out = train_trial(ctx.encoder, ctx.data.train, spec, ctx.job.device, ckpt)
     value = None
     if out.status == "ok":
         scores, valid = predict(net, ctx.encoder, ctx.data.val, ctx.sizes, spec, ctx.job.device)
-        value = _score(ctx, scores, valid, "val") if np.isfinite(scores[valid]).all() else None
+        value = split_score(ctx, scores, valid, "val") if np.isfinite(scores[valid]).all() else None
     status = "ok" if value is not None else "diverged"
     result = TrialResult(ctx.job.checkpoint_id, ctx.card.name, ctx.proto.name, lr, wd, seed, status, value,
                          out.steps_done, round(time.time() - t0, 3), out.final_loss, out.resumed_from,
@@ -221,24 +227,24 @@ def run_finetune(job: EvalJob) -> Record:
     trials = [run_trial(ctx, i, j) for i, j in grid(ctx.proto)]
     best = select(trials)
     if best is None:
-        return _record(ctx, trials, None, None, t0, "every (lr, wd) trial diverged")
-    return _final(ctx, trials, best, t0)
+        return grid_record(ctx, trials, None, None, t0, "every (lr, wd) trial diverged")
+    return retrain_final(ctx, trials, best, t0)
 
 
-def _final(ctx: Context, trials: list[TrialResult], best: TrialResult, t0: float) -> Record:
+def retrain_final(ctx: Context, trials: list[TrialResult], best: TrialResult, t0: float) -> Record:
     from clrbench.data.images import concat
     from clrbench.eval.finetune.trainer import predict, train_trial
 
     train_val = concat(ctx.data.train, ctx.data.val)
-    spec = _spec(ctx, best.lr, best.wd, ctx.proto.seed, len(train_val))
+    spec = spec_for(ctx, best.lr, best.wd, ctx.proto.seed, len(train_val))
     ckpt = ctx.folder / "final.pt"
     t1 = time.time()
     net, out = train_trial(ctx.encoder, train_val, spec, ctx.job.device, ckpt)
     if out.status != "ok":
-        return _record(ctx, trials, spec, None, t0, f"the final retrain (lr {best.lr:g}, wd {best.wd:g}) diverged")
+        return grid_record(ctx, trials, spec, None, t0, f"the final retrain (lr {best.lr:g}, wd {best.wd:g}) diverged")
     scores, valid = predict(net, ctx.encoder, ctx.data.test, ctx.sizes, spec, ctx.job.device)
     final = {"seconds": round(time.time() - t1, 3), "resumed_from": out.resumed_from, "final_loss": out.final_loss}
-    rec = _record(ctx, trials, spec, (scores, valid, final), t0, None)
+    rec = grid_record(ctx, trials, spec, (scores, valid, final), t0, None)
     with contextlib.suppress(OSError):
         ckpt.unlink()
     return rec
@@ -250,7 +256,7 @@ def val_curve(trials: list[TrialResult]) -> list[dict[str, Any]]:
              "seconds": t.seconds, "final_loss": t.final_loss} for t in trials]
 
 
-def _record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple[Any, ...] | None, t0: float,
+def grid_record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple[Any, ...] | None, t0: float,
             error: str | None) -> Record:
     """The one record of the job: ok with the test metric, or diverged with the reason."""
     from clrbench.eval.finetune.trainer import compute_dtype
@@ -268,7 +274,7 @@ def _record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple[Any
                    "precision": compute_dtype(ctx.job.device, spec.precision)}
     if final is not None:
         scores, valid, info = final
-        value = _score(ctx, scores, valid, "test")
+        value = split_score(ctx, scores, valid, "test")
         y = test.targets[valid]
         pred = (scores[valid] > 0).astype(int) if ctx.card.multilabel else scores[valid].argmax(1)
         stderr = test_stderr(y, pred, ctx.card.multilabel, value)

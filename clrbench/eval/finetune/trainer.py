@@ -194,11 +194,14 @@ def _save(path: Path | None, spec: TrialSpec, net: nn.Module, opt: torch.optim.O
 def train_trial(encoder: Encoder, images: LabeledImages, spec: TrialSpec, device: str | torch.device = "cpu",
                 checkpoint: Path | None = None,
                 optimizer: Callable[[nn.Module, TrialSpec], torch.optim.Optimizer] | None = None,
-                ) -> tuple[FinetuneNet, TrialOutcome]:
+                until: int | None = None) -> tuple[FinetuneNet, TrialOutcome]:
     """Fine-tune a copy of ``encoder`` on ``images`` for ``spec.steps`` steps.
 
     Resumes from ``checkpoint`` when it exists (same spec) and saves it every
     ``spec.checkpoint_every`` steps and at the end, so a finished run can be reloaded.
+    ``until`` stops after that many steps (an ASHA rung) with the checkpoint saved there; the
+    lr schedule and the batches stay those of the whole ``spec.steps`` run, so calling again
+    with a later ``until`` continues the same run.
 
     ``optimizer`` builds the optimiser from (net, spec) instead of SGD with Nesterov momentum
     (the semi-supervised protocols use LARS, S-v2 sec 3).
@@ -212,8 +215,9 @@ def train_trial(encoder: Encoder, images: LabeledImages, spec: TrialSpec, device
     opt = optimizer(net, spec) if optimizer is not None else torch.optim.SGD(
         net.parameters(), lr=spec.lr, momentum=spec.momentum, nesterov=True, weight_decay=spec.weight_decay)
     start = _resume(checkpoint, spec, net, opt)
+    stop = spec.steps if until is None else min(until, spec.steps)
     scale = input_scaler(encoder.meta, dev)
-    batches = StepBatches(len(images), spec.batch_size, spec.steps, spec.seed, start)
+    batches = StepBatches(len(images), spec.batch_size, stop, spec.seed, start)
     stream = TrainStream(images, spec.sizes.train_crop, spec.crop_scale, spec.seed)
     t0, recent = time.time(), torch.zeros((), device=dev)
     losses: list[torch.Tensor] = []
@@ -222,15 +226,17 @@ def train_trial(encoder: Encoder, images: LabeledImages, spec: TrialSpec, device
         loss = fine_tune_step(net, opt, scale(x), y.to(dev, non_blocking=True),
                               lr_at(step, spec.steps, spec.lr, spec.schedule), spec, dev)
         losses = [*losses[-9:], loss.detach()]
-        if (step + 1) % _DIVERGENCE_CHECK_EVERY == 0 or step + 1 == spec.steps:
+        if (step + 1) % _DIVERGENCE_CHECK_EVERY == 0 or step + 1 == stop:
             recent = torch.stack(losses).mean()
             if not torch.isfinite(recent):
                 return net, TrialOutcome("diverged", step + 1, time.time() - t0, None, start)
-        if (step + 1) % spec.checkpoint_every == 0 and step + 1 < spec.steps:
+        if (step + 1) % spec.checkpoint_every == 0 and step + 1 < stop:
             _save(checkpoint, spec, net, opt, step + 1)
-    _save(checkpoint, spec, net, opt, spec.steps)
+    done = max(stop, start)
+    if done > start:
+        _save(checkpoint, spec, net, opt, done)
     final = float(recent) if losses else None
-    return net, TrialOutcome("ok", spec.steps, time.time() - t0, final, start)
+    return net, TrialOutcome("ok", done, time.time() - t0, final, start)
 
 
 def fine_tune_step(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, lr: float,
