@@ -44,7 +44,8 @@ def probe(
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short.")] = "linear",
+    protocol: Annotated[str, typer.Option(help="Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short; NAME@native or NAME@32px at another resolution.")] = "linear",
+    resolution: Annotated[str | None, typer.Option(help="native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as PROTOCOL@native / PROTOCOL@32px, recorded under that name.")] = None,
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
     cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
@@ -63,7 +64,10 @@ def eval_(
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     _check_writable(results)
-    plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
+    protocols = [p.strip() for p in protocol.split(",") if p.strip()]
+    if resolution is not None:  # eval/variants.py: the record names the resolution
+        protocols = [p if "@" in p else f"{p}@{resolution.strip().removesuffix('px')}" for p in protocols]
+    plan = _Plan(tasks, protocols, results, executor,
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
                   "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force},
                  {"address": address, "workers": workers} if executor == "ray" else {})
@@ -178,7 +182,7 @@ def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
     format_: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
     baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Only this protocol's table.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Only these protocols' tables (comma list, e.g. linear,knn,fewshot-5).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints).")] = None,
 ) -> None:

@@ -82,20 +82,24 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
     """Expand checkpoints x tasks x protocols; returns (to run, already recorded)."""
     from clrbench.data.cards import load_cards, select_tasks
     from clrbench.eval.protocols import load_protocol
+    from clrbench.eval.variants import resolve_native
     from clrbench.weights.adapters import load_encoder
 
     cards = select_tasks(tasks, load_cards(tasks_dir))
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
-    # recorded under the name inside it.
-    names = {p: load_protocol(p).name for p in protocols}
+    # recorded under the name inside it. NAME@native becomes NAME@<R>px per encoder.
+    names = {p: load_protocol(p).name for p in protocols if not p.endswith("@native")}
     todo: list[EvalJob] = []
     done: list[EvalJob] = []
     for spec in checkpoints:
-        cid = load_encoder(spec).checkpoint_id
+        encoder = load_encoder(spec)
+        cid = encoder.checkpoint_id
+        resolved = {p: resolve_native(p, encoder.meta, spec) for p in protocols}
         for card in cards:
             for p in protocols:
-                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
-                recorded = not force and has_record(results_dir, cid, card.name, names[p])
+                job = EvalJob(spec, cid, card.name, resolved[p], data_root, cache_dir, tasks_dir, device)
+                name = names.get(resolved[p]) or load_protocol(resolved[p]).name
+                recorded = not force and has_record(results_dir, cid, card.name, name)
                 (done if recorded else todo).append(job)
     return todo, done
 
@@ -112,6 +116,14 @@ def run_job(job: EvalJob) -> Record | Any:
         if "trial" in job.options:
             raise EvalError(f"protocol {job.protocol!r} is a linear probe and has no trials.")
         return run_linear(job)
+    if proto.kind == "knn":
+        from clrbench.eval.knn import run_knn
+
+        return run_knn(job)
+    if proto.kind == "fewshot":
+        from clrbench.eval.fewshot import run_fewshot
+
+        return run_fewshot(job)
     from clrbench.eval.finetune.grid import run_finetune
 
     return run_finetune(job)
@@ -171,6 +183,7 @@ def run_linear(job: EvalJob) -> Record:
     from clrbench.eval.features import cache_key, features_for
     from clrbench.eval.probe import fit_probe, lambda_grid
     from clrbench.eval.protocols import LinearProtocol, load_protocol
+    from clrbench.eval.variants import scaled_preprocessing
     from clrbench.weights.adapters import load_encoder
 
     t0 = time.time()
@@ -181,10 +194,11 @@ def run_linear(job: EvalJob) -> Record:
     encoder = load_encoder(job.checkpoint)
     feats, valid = {}, {}
     cached = True
+    pre = scaled_preprocessing(card.preprocessing, proto.resolution)  # NAME@<R>px (eval/variants.py)
     for split in ("train", "val", "test"):
-        key = cache_key(encoder.sha256, card.name, card.version, split, data.split_hash, card.preprocessing,
+        key = cache_key(encoder.sha256, card.name, card.version, split, data.split_hash, pre,
                         encoder.meta, proto.feature_layer, proto.dtype)
-        got = features_for(encoder, getattr(data, split), key, Path(job.cache_dir), card.preprocessing,
+        got = features_for(encoder, getattr(data, split), key, Path(job.cache_dir), pre,
                            proto.batch_size, proto.dtype, job.device)
         feats[split], valid[split], cached = got.features, got.valid, cached and got.cached
     t1 = time.time()
@@ -198,7 +212,7 @@ def run_linear(job: EvalJob) -> Record:
     res = fit_probe(arr["train"][0], arr["train"][1], arr["val"][0], arr["val"][1], arr["test"][0],
                     arr["test"][1], card.metric, lambdas=grid, device=job.device,
                     val_ignore=arr["val"][2], test_ignore=arr["test"][2], tol=proto.tol,
-                    max_iter=proto.max_iter)
+                    max_iter=proto.max_iter, stopping=proto.stopping, condition_max=proto.condition_max)
     y_test = arr["test"][1]
     pred = (res.test_scores > 0).astype(int) if card.multilabel else res.test_scores.argmax(1)
     n_test = len(y_test)
@@ -214,7 +228,8 @@ def run_linear(job: EvalJob) -> Record:
         split_sizes=sizes, expected_split_sizes=dict(card.expected_sizes), split_hash=data.split_hash,
         timings={"features_s": round(t1 - t0, 3), "probe_s": round(res.seconds, 3),
                  "total_s": round(time.time() - t0, 3), "features_cached": cached, "n_test": n_test},
-        provenance=provenance(), tags={"skipped_images": skipped} if skipped else {},
+        provenance=provenance(), tags={**({"skipped_images": skipped} if skipped else {}),
+                                       "resolution": {"px": pre.crop, "resize": pre.resize, "crop": pre.crop}},
     )
 
 

@@ -115,14 +115,14 @@ class Lbfgs:
         return -q
 
     def minimize(self, f: Objective, theta: Tensor, precondition: Callable[[Tensor], Tensor],
-                 converged: Callable[[Tensor], bool], max_iter: int) -> tuple[Tensor, int, bool]:
-        """Minimise f from theta until converged(gradient) or max_iter iterations.
+                 converged: Callable[[Tensor, Tensor], bool], max_iter: int) -> tuple[Tensor, int, bool]:
+        """Minimise f from theta until converged(gradient, theta) or max_iter iterations.
 
         Args:
             f: the objective at its current lambda.
             theta: (r + 1, K) starting point.
             precondition: applies an approximate inverse Hessian (symmetric, positive) to (r + 1, K).
-            converged: the stopping rule on a gradient (scikit-learn's, see probe.py).
+            converged: the stopping rule on (gradient, theta) (see probe.py, probe_path.py).
             max_iter: iteration cap (an iteration is one accepted step, as scipy counts them).
 
         Returns:
@@ -136,12 +136,12 @@ class Lbfgs:
             hist.append((s, y, 1.0 / float(torch.vdot(s.flatten(), y.flatten()))))
         value, g = f.at(theta)  # free when theta is the previous lambda's solution
         for it in range(max_iter):
-            if converged(g):
+            if converged(g, theta):
                 return theta, it, True
             step = self._direction(g, hist, precondition)
             found = self._line_search(f, theta, value, g, step)
             if found is None:  # no decrease along a descent direction: at working precision
-                return theta, it, converged(g)
+                return theta, it, converged(g, theta)
             new_theta, value, new_g = found
             s, y = new_theta - theta, new_g - g
             sy = float(torch.vdot(s.flatten(), y.flatten()))
@@ -152,7 +152,7 @@ class Lbfgs:
                     self.pairs.pop(0)
                     hist.pop(0)
             theta, g = new_theta, new_g
-        return theta, max_iter, converged(g)
+        return theta, max_iter, converged(g, theta)
 
     def _line_search(self, f: Objective, theta: Tensor, value: float, g: Tensor,
                      step: Tensor) -> tuple[Tensor, float, Tensor] | None:

@@ -132,7 +132,8 @@ def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module |
         "world_size": d.world_size,
         "config": to_dict(cfg),
         "derived": dict(vars(d)),
-        "encoder": encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
+        "encoder": encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim,
+                                    resolution=cfg.augment.image_size),
         **version_info(),
     }
 
