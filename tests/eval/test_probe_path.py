@@ -28,8 +28,9 @@ def _features(signal: float, seed: int = 0, n: int = 600, d: int = 32, k: int = 
 def test_v2_answer_is_the_same_whichever_way_the_grid_is_walked(signal: float) -> None:
     tr, va, te = _features(signal)
     grid = lambda_grid()
-    runs = {w: fit_probe(*tr, *va, *te, "top1", stopping="path-free", tol=1e-2, walk=w) for w in ("down", "up", "cold")}
-    runs["tighter"] = fit_probe(*tr, *va, *te, "top1", stopping="path-free", tol=1e-3)
+    # linear-v2.yaml's tolerance (1e-3), walked three ways, and the same rule ten times tighter.
+    runs = {w: fit_probe(*tr, *va, *te, "top1", stopping="path-free", tol=1e-3, walk=w) for w in ("down", "up", "cold")}
+    runs["tighter"] = fit_probe(*tr, *va, *te, "top1", stopping="path-free", tol=1e-4)
     index = {name: int(np.argmin(abs(grid - r.best_lambda))) for name, r in runs.items()}
     assert max(index.values()) - min(index.values()) <= 1, index  # equal or adjacent grid points
     tests = [r.test for r in runs.values()]
