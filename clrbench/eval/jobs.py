@@ -68,8 +68,8 @@ class EvalJob:
 
 @functools.lru_cache(maxsize=64)
 def protocol_name(protocol: str) -> str:
-    """The name a protocol (shipped name or YAML path) records under."""
-    if not protocol.endswith((".yaml", ".yml")):
+    """The name a protocol (shipped name or YAML path, maybe with an @<R>px variant) records under."""
+    if not protocol.split("@", 1)[0].endswith((".yaml", ".yml")):
         return protocol
     from clrbench.eval.protocols import load_protocol
 
