@@ -61,3 +61,8 @@ def test_linear_knn_fewshot_records_and_one_board_each(tmp_path: Path) -> None:
                               terminal_width=200)
     assert "leaderboard: knn" in only.output and "leaderboard: linear" in only.output
     assert "fewshot-tiny" not in only.output
+    native = CliRunner().invoke(app, ["eval", "--checkpoint", TINY, "--tasks", "digits", "--protocol", "knn",
+                                      "--resolution", "native", "--results", str(results), "--cache-dir", str(cache)])
+    assert native.exit_code == 0, native.output
+    rec = {r.protocol: r for r in read_records(results)}["knn@32px"]  # digits' card is 32 px: same features
+    assert rec.timings["features_cached"] and rec.value == knn.value
