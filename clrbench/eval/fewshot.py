@@ -60,8 +60,9 @@ def folds_of(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 def cv_curve(x: np.ndarray, y: np.ndarray, metric: str, grid: np.ndarray, n_folds: int, seed: int,
              probe_args: dict[str, Any]) -> list[tuple[float, float]] | None:
-    """Mean held-out score per lambda over stratified folds of the k-shot set; None when no fold
-    split leaves two classes to train on and an example to score (k = 1)."""
+    """Mean held-out score per lambda over stratified folds of the k-shot set (NaN where a fold
+    did not fit that lambda); None when no fold split leaves two classes to train on and an
+    example to score (k = 1)."""
     from clrbench.eval.probe import fit_probe
 
     fold = folds_of(y, n_folds, seed)
@@ -78,10 +79,17 @@ def cv_curve(x: np.ndarray, y: np.ndarray, metric: str, grid: np.ndarray, n_fold
     return [(float(lam), float(v)) for lam, v in zip(grid, mean, strict=True)]
 
 
-def choose_lambda(curve: list[tuple[float, float]]) -> float:
-    """Best mean held-out score; ties go to the larger lambda (as the linear probe's)."""
-    best = max(v for _, v in curve)
-    return max(lam for lam, v in curve if v == best)
+def choose_lambda(curve: list[tuple[float, float]]) -> float | None:
+    """Best mean held-out score; ties go to the larger lambda (as the linear probe's).
+
+    NaN points (below a fold's version-2 floor, so not fitted in every fold) are not eligible;
+    None when no point is.
+    """
+    fitted = [(lam, v) for lam, v in curve if v == v]
+    if not fitted:
+        return None
+    best = max(v for _, v in fitted)
+    return max(lam for lam, v in fitted if v == best)
 
 
 def one_draw(x: dict[str, np.ndarray], y: dict[str, np.ndarray], test_ignore: np.ndarray | None, metric: str,
@@ -97,7 +105,8 @@ def one_draw(x: dict[str, np.ndarray], y: dict[str, np.ndarray], test_ignore: np
     curve = None
     if proto.lambda_rule == "cv":
         curve = cv_curve(xs, ys, metric, grid, min(proto.cv_folds, proto.k), proto.seed + draw, probe_args)
-    lam = choose_lambda(curve) if curve else proto.lambda_fixed
+    chosen = choose_lambda(curve) if curve else None
+    lam = chosen if chosen is not None else proto.lambda_fixed
     scores = fit_fixed(xs, ys, lam, x["test"], **probe_args)
     test = 100.0 * metrics.score(metric, y["test"], scores, test_ignore)
     return {"test": test, "lambda": lam, "curve": curve, "n_train": len(idx)}

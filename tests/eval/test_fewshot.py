@@ -30,6 +30,8 @@ def test_folds_are_stratified_and_lambda_ties_go_large() -> None:
     for f in range(5):  # one image of each class per fold
         assert sorted(y[fold == f].tolist()) == [0, 1, 2]
     assert choose_lambda([(0.1, 50.0), (1.0, 60.0), (10.0, 60.0)]) == 10.0
+    assert choose_lambda([(0.1, float("nan")), (1.0, 40.0)]) == 1.0  # not fitted in every fold
+    assert choose_lambda([(0.1, float("nan"))]) is None
 
 
 def _tiny_protocol(tmp_path: Path) -> Path:
