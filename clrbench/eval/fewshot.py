@@ -148,7 +148,10 @@ def run_fewshot(job: Any) -> Any:
         # so the board runs no permutation test on few-shot columns.
         predictions={},
         split_sizes={"train": int(draws[0]["n_train"]), "test": n_test},
-        expected_split_sizes={"train": proto.k * card.num_classes, "test": int(card.expected_sizes["test"])},
+        # Single-label: k per class. Multi-label draws overlap (one image serves several classes),
+        # so the draw's own size is what it was meant to be.
+        expected_split_sizes={"train": int(draws[0]["n_train"]) if card.multilabel else proto.k * card.num_classes,
+                              "test": int(card.expected_sizes["test"])},
         split_hash=fs.split_hash,
         timings={"features_s": round(t1 - t0, 3), "probe_s": round(time.time() - t1, 3),
                  "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": n_test},
