@@ -22,7 +22,8 @@ from clrbench.cli.progress import JobProgress
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
     tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short, finetune-asha (the fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path.")] = "linear",
+    protocol: Annotated[str, typer.Option(help="Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short, finetune-asha (the fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path; NAME@native or NAME@32px at another resolution.")] = "linear",
+    resolution: Annotated[str | None, typer.Option(help="native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as PROTOCOL@native / PROTOCOL@32px, recorded under that name.")] = None,
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
     cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
@@ -47,6 +48,8 @@ def eval_(
     check_writable(results)
     specs = expand_checkpoints(checkpoint or [])
     protocols = [p.strip() for p in protocol.split(",") if p.strip()]
+    if resolution is not None:  # eval/variants.py: the record names the resolution
+        protocols = [p if "@" in p else f"{p}@{resolution.strip().removesuffix('px')}" for p in protocols]
     if feature_layer is not None:
         from clrbench.eval.protocols import check_layer_for, with_feature_layer
 

@@ -59,8 +59,8 @@ class EvalJob:
 
 @functools.lru_cache(maxsize=64)
 def protocol_name(protocol: str) -> str:
-    """The name a protocol (shipped name or YAML path) records under."""
-    if not protocol.endswith((".yaml", ".yml")):
+    """The name a protocol (shipped name or YAML path, maybe with an @<R>px variant) records under."""
+    if not protocol.split("@", 1)[0].endswith((".yaml", ".yml")):
         return protocol
     from clrbench.eval.protocols import load_protocol
 
@@ -130,12 +130,13 @@ def make_record(checkpoint_id: str, task: str, protocol: str, *, status: str = "
                 hparams: dict[str, Any] | None = None, val_curve: list[Any] | None = None,
                 predictions: dict[str, Any] | None = None, split_sizes: dict[str, int] | None = None,
                 split_hash: str = "", timings: dict[str, Any] | None = None, error: str | None = None,
-                tags: dict[str, Any] | None = None) -> Record:
+                tags: dict[str, Any] | None = None, expected_split_sizes: dict[str, int] | None = None) -> Record:
     """The one constructor of evaluation records.
 
     ``card`` and ``proto`` fill the metric, the versions and the expected sizes; when they are
     not given they are looked up by name (``task``, ``protocol``) without ever raising, so a
     failed job still gets its record. A protocol given as a path records under its name.
+    ``expected_split_sizes`` overrides the card's (a few-shot draw expects k per class).
     """
     card = card if card is not None else _safe_card(task, tasks_dir)
     proto = proto if proto is not None else _safe_protocol(protocol)
@@ -146,7 +147,9 @@ def make_record(checkpoint_id: str, task: str, protocol: str, *, status: str = "
         protocol_version=proto.version if proto is not None else 0,
         checkpoint=checkpoint or {}, hparams=hparams or {}, val_curve=val_curve or [],
         predictions=predictions or {}, split_sizes=split_sizes or {},
-        expected_split_sizes=dict(card.expected_sizes) if card is not None else {}, split_hash=split_hash,
+        expected_split_sizes=(expected_split_sizes if expected_split_sizes is not None
+                              else dict(card.expected_sizes) if card is not None else {}),
+        split_hash=split_hash,
         timings=timings or {}, provenance=provenance(), error=error, tags=tags or {},
     )
 

@@ -70,6 +70,57 @@ class Objective:
         return value, grad
 
 
+class _Memory:
+    """The (s, y) pairs of one minimisation, flattened, with their Gram S Y^T.
+
+    Pairs live in fixed rows of two (capacity, p) buffers (a new pair takes the row the oldest
+    one freed), so products with all of them are one matmul over the buffer and nothing is ever
+    copied; ``slots`` lists the rows oldest first. Unused rows hold zeros or an old finite pair
+    and always get a zero coefficient.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buf_s: Tensor | None = None
+        self.buf_y: Tensor | None = None
+        self.slots: list[int] = []
+        self.rho: list[float] = []  # 1 / s_i^T y_i, oldest first
+        self.sy: list[list[float]] = []  # sy[i][j] = s_i^T y_j, oldest first
+
+    def times(self, buf: Tensor, v: Tensor) -> list[float]:
+        """[row_i . v for each pair, oldest first]."""
+        out = (buf @ v).tolist()
+        return [out[r] for r in self.slots]
+
+    def combine(self, buf: Tensor, coef: list[float]) -> Tensor:
+        """sum_i coef_i * row_i (oldest first), as one matmul over the buffer."""
+        full = [0.0] * self.capacity
+        for r, c in zip(self.slots, coef, strict=True):
+            full[r] = c
+        return buf.T @ torch.tensor(full, dtype=buf.dtype, device=buf.device)
+
+    def add(self, s: Tensor, y: Tensor) -> None:
+        if self.buf_s is None or self.buf_y is None:
+            self.buf_s = torch.zeros(self.capacity, s.numel(), dtype=s.dtype, device=s.device)
+            self.buf_y = torch.zeros_like(self.buf_s)
+        row = self.times(self.buf_y, s) if self.slots else []  # s_new^T y_j
+        col = self.times(self.buf_s, y) if self.slots else []  # s_i^T y_new
+        free = next(r for r in range(self.capacity) if r not in self.slots)
+        self.buf_s[free], self.buf_y[free] = s, y
+        self.slots.append(free)
+        d = float(torch.vdot(s, y))
+        for i, c in enumerate(col):
+            self.sy[i].append(c)
+        self.sy.append([*row, d])
+        self.rho.append(1.0 / d)
+
+    def drop_oldest(self) -> None:
+        for lst in (self.slots, self.rho, self.sy):
+            lst.pop(0)
+        for r in self.sy:
+            r.pop(0)
+
+
 @dataclass
 class Lbfgs:
     """Limited-memory BFGS whose memory survives a change of lambda.
@@ -93,36 +144,45 @@ class Lbfgs:
         """Forget the curvature pairs (the data changed, e.g. train -> train+val)."""
         self.pairs.clear()
 
-    def _direction(self, g: Tensor, hist: list[tuple[Tensor, Tensor, float]],
-                   precondition: Callable[[Tensor], Tensor]) -> Tensor:
-        """Two-loop recursion with H0 = gamma * P (P the preconditioner); returns -H g."""
-        q, alphas = g.clone(), []
-        for s, y, rho in reversed(hist):
-            a = rho * float(torch.vdot(s.flatten(), q.flatten()))
-            q -= a * y
-            alphas.append(a)
-        if hist:
-            s, y, _ = hist[-1]
-            py = precondition(y)
-            q = (float(torch.vdot(s.flatten(), y.flatten())) / float(torch.vdot(y.flatten(), py.flatten()))) * precondition(q)
-        else:
+    def _direction(self, g: Tensor, mem: _Memory, precondition: Callable[[Tensor], Tensor]) -> Tensor:
+        """Two-loop recursion with H0 = gamma * P (P the preconditioner); returns -H g.
+
+        The recursion's inner products are taken from the pairs' Gram S Y^T (kept up to date by
+        _Memory), so one direction costs four (m, p) matmuls and O(m^2) scalar work instead of
+        4m small vector operations, which dominated small (few-shot) problems.
+        """
+        shape, gf = g.shape, g.reshape(-1)
+        m = len(mem.rho)
+        if m == 0:
             # First step ever: the preconditioned gradient, scaled to unit length in its metric
             # (scipy's L-BFGS-B starts the same way, with 1/||g||).
-            q = precondition(q)
-            q /= max(1.0, math.sqrt(float(torch.vdot(q.flatten(), g.flatten()))))
-        for (s, y, rho), a in zip(hist, reversed(alphas), strict=True):
-            q += (a - rho * float(torch.vdot(y.flatten(), q.flatten()))) * s
-        return -q
+            q = precondition(g)
+            return -q / max(1.0, math.sqrt(float(torch.vdot(q.flatten(), gf))))
+        assert mem.buf_s is not None and mem.buf_y is not None
+        sy, rho = mem.sy, mem.rho
+        sg = mem.times(mem.buf_s, gf)
+        alpha = [0.0] * m
+        for i in reversed(range(m)):  # alpha_i = rho_i s_i^T (g - sum_{j > i} alpha_j y_j)
+            alpha[i] = rho[i] * (sg[i] - sum(alpha[j] * sy[i][j] for j in range(i + 1, m)))
+        q = gf - mem.combine(mem.buf_y, alpha)
+        y_last = mem.buf_y[mem.slots[-1]]
+        gamma = sy[-1][-1] / float(torch.vdot(y_last, precondition(y_last.view(shape)).reshape(-1)))
+        r0 = gamma * precondition(q.view(shape)).reshape(-1)
+        yr = mem.times(mem.buf_y, r0)
+        beta: list[float] = []
+        for i in range(m):  # beta_i = rho_i y_i^T (r0 + sum_{j < i} (alpha_j - beta_j) s_j)
+            beta.append(rho[i] * (yr[i] + sum((alpha[j] - beta[j]) * sy[j][i] for j in range(i))))
+        return -(r0 + mem.combine(mem.buf_s, [a - b for a, b in zip(alpha, beta, strict=True)])).view(shape)
 
     def minimize(self, f: Objective, theta: Tensor, precondition: Callable[[Tensor], Tensor],
-                 converged: Callable[[Tensor], bool], max_iter: int) -> tuple[Tensor, int, bool]:
-        """Minimise f from theta until converged(gradient) or max_iter iterations.
+                 converged: Callable[[Tensor, Tensor], bool], max_iter: int) -> tuple[Tensor, int, bool]:
+        """Minimise f from theta until converged(gradient, theta) or max_iter iterations.
 
         Args:
             f: the objective at its current lambda.
             theta: (r + 1, K) starting point.
             precondition: applies an approximate inverse Hessian (symmetric, positive) to (r + 1, K).
-            converged: the stopping rule on a gradient (scikit-learn's, see probe.py).
+            converged: the stopping rule on (gradient, theta) (see probe.py, probe_path.py).
             max_iter: iteration cap (an iteration is one accepted step, as scipy counts them).
 
         Returns:
@@ -130,29 +190,28 @@ class Lbfgs:
         """
         lam = f.lam
         # Re-price the stored pairs at this lambda: y = (data part of y) + lam * mask * s.
-        hist: list[tuple[Tensor, Tensor, float]] = []
+        mem = _Memory(self.memory + 1)
         for s, yd in self.pairs:
-            y = yd + lam * f.mask * s
-            hist.append((s, y, 1.0 / float(torch.vdot(s.flatten(), y.flatten()))))
+            mem.add(s.reshape(-1), (yd + lam * f.mask * s).reshape(-1))
         value, g = f.at(theta)  # free when theta is the previous lambda's solution
         for it in range(max_iter):
-            if converged(g):
+            if converged(g, theta):
                 return theta, it, True
-            step = self._direction(g, hist, precondition)
+            step = self._direction(g, mem, precondition)
             found = self._line_search(f, theta, value, g, step)
             if found is None:  # no decrease along a descent direction: at working precision
-                return theta, it, converged(g)
+                return theta, it, converged(g, theta)
             new_theta, value, new_g = found
             s, y = new_theta - theta, new_g - g
             sy = float(torch.vdot(s.flatten(), y.flatten()))
             if sy > 1e-12 * float(s.norm() * y.norm()):  # always true for lam > 0, kept as a guard
                 self.pairs.append((s, y - lam * f.mask * s))
-                hist.append((s, y, 1.0 / sy))
-                if len(hist) > self.memory:
+                mem.add(s.reshape(-1), y.reshape(-1))
+                if len(mem.rho) > self.memory:
                     self.pairs.pop(0)
-                    hist.pop(0)
+                    mem.drop_oldest()
             theta, g = new_theta, new_g
-        return theta, max_iter, converged(g)
+        return theta, max_iter, converged(g, theta)
 
     def _line_search(self, f: Objective, theta: Tensor, value: float, g: Tensor,
                      step: Tensor) -> tuple[Tensor, float, Tensor] | None:

@@ -99,20 +99,26 @@ def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
     """
     from clrbench.data.cards import load_cards, select_tasks
     from clrbench.eval.protocols import load_protocol
+    from clrbench.eval.variants import resolve_native
     from clrbench.weights.identity import encoder_info
 
     cards = select_tasks(tasks, load_cards(tasks_dir))
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
-    # recorded under the name inside it.
-    names = {p: load_protocol(p).name for p in protocols}
+    # recorded under the name inside it. NAME@native becomes NAME@<R>px per encoder.
+    for p in protocols:
+        if not p.endswith("@native"):
+            load_protocol(p)
     todo: list[EvalJob] = []
     done: list[EvalJob] = []
     for spec in checkpoints:
-        cid = encoder_info(spec, cache_dir).checkpoint_id
+        info = encoder_info(spec, cache_dir)
+        resolved = {p: resolve_native(p, info.meta, spec) for p in protocols}
         for card in cards:
             for p in protocols:
-                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
-                recorded = not force and has_record(results_dir, cid, card.name, names[p])
+                job = EvalJob(spec, info.checkpoint_id, card.name, resolved[p], data_root, cache_dir, tasks_dir,
+                              device)
+                name = load_protocol(resolved[p]).name
+                recorded = not force and has_record(results_dir, info.checkpoint_id, card.name, name)
                 (done if recorded else todo).append(job)
     return todo, done
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clrbench.errors import UserError
-from clrbench.eval import metrics
+from clrbench.eval import metrics, probe_path
 from clrbench.eval.lbfgs import Lbfgs, Objective, Preconditioner, threads_for
+from clrbench.eval.probe_input import ProbeInputError, check_layout, check_values
 
 # Leading eigenpairs of the features' Gram kept by the preconditioner (lbfgs.Preconditioner).
 _RANK = 256
@@ -25,9 +25,10 @@ _RANK = 256
 __all__ = ["ProbeData", "ProbeInputError", "ProbeOptions", "ProbeResult", "fit_probe", "lambda_grid"]
 
 
-def lambda_grid() -> np.ndarray:
-    """The 45 regularisation strengths 10^(-6 + 0.25 k), k = 0..44 (S-v1 B.8.1), ascending."""
-    return 10.0 ** (-6.0 + 0.25 * np.arange(45))
+def lambda_grid(min_exp: float = -6.0, step_exp: float = 0.25, num: int = 45) -> np.ndarray:
+    """Regularisation strengths 10^(min_exp + step_exp k), k = 0..num-1, ascending; the default
+    is the protocol's 45 from 1e-6 to 1e5 (S-v1 B.8.1)."""
+    return 10.0 ** (min_exp + step_exp * np.arange(num))
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ProbeResult:
         seconds: wall time of the whole probe.
         n_train, n_val, n_test: examples in each split.
         n_evals: loss-and-gradient evaluations spent (sweep + refit), a machine-free cost.
+            Version 2 (stopping "path-free"): val scores below ``floor`` are NaN (not fitted).
         iterations: L-BFGS iterations per solve, in solve order (largest lambda first, refit last).
     """
 
@@ -60,6 +62,10 @@ class ProbeResult:
     n_test: int
     n_evals: int = 0
     iterations: list[int] = field(default_factory=list)
+    floor: float | None = None  # version 2: the smallest lambda fitted (probe_path.floor)
+    # Per solve, the max |gradient of the mean loss| it stopped at (scikit-learn's measure), so a
+    # benchmark can run scikit-learn to the tolerance each fit actually reached.
+    reached: list[tuple[float, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able summary (the per-example scores are left out)."""
@@ -68,10 +74,6 @@ class ProbeResult:
             "val_curve": [[lam, val] for lam, val in self.val_curve], "seconds": self.seconds,
             "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test, "n_evals": self.n_evals,
         }
-
-
-class ProbeInputError(UserError, ValueError):
-    """Features or labels that cannot be probed; the message is one sentence naming the problem."""
 
 
 class _Design:
@@ -102,13 +104,18 @@ class _Design:
         """(d, K) weights in the original feature space."""
         return theta[:-1] if self.basis is None else self.basis @ theta[:-1]
 
-    def converged(self, n_fit: int, tol: float) -> Callable[[Tensor], bool]:
+    def max_gradient(self, g: Tensor, n_fit: int) -> float:
+        """max |gradient of the mean loss| with respect to the original weights and bias."""
+        gw = g[:-1] if self.basis is None else self.basis @ g[:-1]
+        return max(float((gw + self.mu[:, None] * g[-1]).abs().max()), float(g[-1].abs().max())) / n_fit
+
+    def converged(self, n_fit: int, tol: float) -> Callable[..., bool]:
         """scikit-learn's rule, max |gradient| / n_fit <= tol, with the gradient taken with
         respect to the original (uncentred, unreduced) weights and bias."""
         mu, basis, limit = self.mu, self.basis, tol * n_fit
         mu_norm, sqrt_d = float(mu.norm()), float(self.d) ** 0.5
 
-        def rule(g: Tensor) -> bool:
+        def rule(g: Tensor, theta: Tensor | None = None) -> bool:
             gb = g[-1]
             if float(gb.abs().max()) > limit:
                 return False
@@ -169,54 +176,72 @@ class _Solver:
     tol: float
     max_iter: int
     rank: int
+    stopping: str = "gradient"  # v1: scikit-learn's rule at tol; "path-free": probe_path's, tol = eps
     lbfgs: Lbfgs = field(default_factory=Lbfgs)
     iterations: list[int] = field(default_factory=list)  # per solve: the sweep's, then the refit's
+    reached: list[tuple[float, float]] = field(default_factory=list)  # per solve: (lambda, max |grad| / n)
     n_evals: int = 0
 
     def __post_init__(self) -> None:
         self.precond = Preconditioner(self.design.centred, rank=self.rank)
 
     def solve(self, f: Objective, theta: Tensor, lam: float, n_fit: int) -> Tensor:
-        """Minimise f at lam from theta (warm start), to scikit-learn's tolerance."""
+        """Minimise f at lam from theta (warm start), to the protocol's stopping rule."""
         f.lam = lam
         if f.curvature == 0.0:
             f(theta)  # sets the curvature estimate the preconditioner needs
         inverse = self.precond.inverse(lam, max(f.curvature, 1e-6), n_fit)
-        theta, its, _ = self.lbfgs.minimize(f, theta, inverse, self.design.converged(n_fit, self.tol), self.max_iter)
+        rule = (probe_path.relative_rule(self.tol, lam) if self.stopping == "path-free"
+                else self.design.converged(n_fit, self.tol))
+        theta, its, _ = self.lbfgs.minimize(f, theta, inverse, rule, self.max_iter)
         self.iterations.append(its)
+        self.reached.append((lam, self.design.max_gradient(f.at(theta)[1], n_fit)))
         return theta
 
 
 def _sweep(solver: _Solver, lambdas: np.ndarray, metric: str, val_y: np.ndarray, val_ignore: np.ndarray | None,
-           callback: Callable[[float, float], None] | None) -> tuple[dict[float, float], float, Tensor]:
+           callback: Callable[[float, float], None] | None, walk: str = "down",
+           condition_max: float = 1e5) -> tuple[dict[float, float], float, Tensor, float | None]:
     """Fit on train along the path, largest lambda first, and score every fit on val.
 
     The path starts where the optimum is known (lambda -> inf: W = 0, bias = log frequencies)
     and each fit starts from the previous solution, as scikit-learn's warm start does. Where that
     already meets the tolerance (small lambdas, whose loss is flat there) it is kept unchanged;
     extrapolating along the path saved ~20% of evaluations but moved those fits within the
-    tolerance, away from scikit-learn's.
+    tolerance, away from scikit-learn's. ``walk`` "up" starts at the smallest lambda instead,
+    "cold" starts every fit afresh (both for showing what the answer depends on, probe_path).
+    With the "path-free" rule, points below probe_path.floor are not fitted (NaN in the curve).
 
     Returns:
-        ({lambda: val score in percent}, the best lambda, its solution (r + 1, K)).
+        ({lambda: val score in percent}, the best lambda, its solution (r + 1, K), the floor or None).
     """
     d, t, n_tr = solver.design, solver.task, solver.design.n_train
     f = Objective(d.x[:n_tr], t.train, t.kind, t.n_out)
-    theta = t.initial(d.x.shape[1] - 1, d.x.dtype)
-    curve: dict[float, float] = {}
+    theta0 = theta = t.initial(d.x.shape[1] - 1, d.x.dtype)
+    curve = {float(lam): float("nan") for lam in lambdas.tolist()}
+    lam_floor = None
+    if solver.stopping == "path-free":
+        h0 = probe_path.initial_curvature(d.x[:n_tr], theta0, t.kind)
+        lam_floor = probe_path.floor(h0, probe_path.top_eigenvalue(solver.precond.eig), condition_max)
+        lambdas = probe_path.eligible(lambdas, lam_floor)
     best: tuple[float, float, Tensor] | None = None
-    for lam in sorted(lambdas.tolist(), reverse=True):
+    scored: Tensor | None = None
+    for lam in probe_path.walk_order(lambdas, walk):
+        if walk == "cold":
+            theta = theta0
+            solver.lbfgs.reset()
         moved = solver.solve(f, theta, lam, n_tr)
-        if moved is not theta or not curve:  # an unchanged solution keeps its val score
+        if moved is not scored:  # an unchanged solution keeps its val score
             val = 100.0 * metrics.score(metric, val_y, t.scores(d.x[n_tr:] @ moved), val_ignore)
-        theta, curve[lam] = moved, val
+        theta, scored, curve[lam] = moved, moved, val
         if callback is not None:
             callback(lam, curve[lam])
-        if best is None or curve[lam] > best[0]:  # strict: a tie keeps the larger lambda, met first
+        # Strict on the larger-lambda side: a tie keeps the larger lambda, whatever the walk.
+        if best is None or curve[lam] > best[0] or (curve[lam] == best[0] and lam > best[1]):
             best = (curve[lam], lam, theta)
     assert best is not None
     solver.n_evals += f.n_evals
-    return curve, best[1], best[2]
+    return curve, best[1], best[2], lam_floor
 
 
 @dataclass(frozen=True)
@@ -244,6 +269,9 @@ class ProbeOptions:
     max_iter: int = 1000
     dtype: torch.dtype = torch.float32
     callback: Callable[[float, float], None] | None = None
+    stopping: str = "gradient"  # or "path-free" (version 2, clrbench.eval.probe_path)
+    walk: str = "down"  # "up" or "cold": for showing what the answer depends on
+    condition_max: float = 1e5  # version 2's floor: h0 * e_max / lambda <= condition_max
 
 
 def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None) -> ProbeResult:
@@ -266,35 +294,66 @@ def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None)
             small-lambda fits far from their optimum, so clrbench allows 1000.
         options.dtype: float32 is accurate enough for tol = 1e-4 (tests check parity); float64 for tighter.
         options.callback: called with (lambda, val score in percent) after each grid point.
+        options.stopping: "gradient" (version 1, above) or "path-free" (version 2: tol is the relative
+            eps of probe_path.relative_rule, and lambdas below probe_path.floor are skipped).
+        options.walk: "down" (the protocol's), "up" or "cold"; for showing path (in)dependence.
+        options.condition_max: version 2's floor, h0 * e_max / lambda <= condition_max.
 
     Returns:
         The ProbeResult; scores are logits, val and test in percent.
     """
     t_start = time.perf_counter()
     o = options or ProbeOptions()
-    lambdas, device, tol, max_iter, dtype, callback = o.lambdas, o.device, o.tol, o.max_iter, o.dtype, o.callback
-    train_x, train_y, val_x, val_y, test_x, test_y = (data.train_x, data.train_y, data.val_x, data.val_y,
-                                                      data.test_x, data.test_y)
-    val_ignore, test_ignore = data.val_ignore, data.test_ignore
-    given = {"train_x": train_x, "train_y": train_y, "val_x": val_x, "val_y": val_y, "test_x": test_x, "test_y": test_y}
+    given = {"train_x": data.train_x, "train_y": data.train_y, "val_x": data.val_x, "val_y": data.val_y,
+             "test_x": data.test_x, "test_y": data.test_y}
     check_layout({k: tuple(np.shape(v) if not hasattr(v, "shape") else v.shape) for k, v in given.items()}, metric)
-    grid = lambda_grid() if lambdas is None else np.asarray(lambdas, dtype=np.float64).ravel()
+    grid = lambda_grid() if o.lambdas is None else np.asarray(o.lambdas, dtype=np.float64).ravel()
     if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
         raise ProbeInputError("lambdas must be a non-empty list of positive finite numbers.")
     seen = {k: check_values(k, np.asarray(given[k])) for k in ("train_x", "train_y", "val_x", "val_y")}
-    dev = torch.device(device if device is not None else "cpu")
+    dev = torch.device(o.device if o.device is not None else "cpu")
     task = _Task(seen["train_y"], seen["val_y"], dev)
     if not task.multilabel and len(np.unique(seen["train_y"])) < 2:
         raise ProbeInputError("train_y holds a single class; a classifier needs at least two.")
     n, d = len(seen["train_x"]) + len(seen["val_x"]), seen["train_x"].shape[1]
     with threads_for(n * min(n, d) * task.n_out, dev):
-        solver = _Solver(_Design(seen["train_x"], seen["val_x"], dev, dtype), task, tol, max_iter, _RANK)
-        curve, best_lambda, theta = _sweep(solver, grid, metric, seen["val_y"], val_ignore, callback)
-        test_x, test_scores, test = _refit_and_test(solver, theta, best_lambda, test_x, test_y, metric, test_ignore)
+        design = _Design(seen["train_x"], seen["val_x"], dev, o.dtype)
+        solver = _Solver(design, task, o.tol, o.max_iter, _RANK, o.stopping)
+        curve, best_lambda, theta, lam_floor = _sweep(solver, grid, metric, seen["val_y"], data.val_ignore,
+                                                      o.callback, o.walk, o.condition_max)
+        test_x, test_scores, test = _refit_and_test(solver, theta, best_lambda, data.test_x, data.test_y, metric,
+                                                    data.test_ignore)
     return ProbeResult(metric=metric, test=test, best_lambda=float(best_lambda),
                        val_curve=[(float(lam), curve[float(lam)]) for lam in grid], test_scores=test_scores,
                        seconds=time.perf_counter() - t_start, n_train=len(seen["train_x"]), n_val=len(seen["val_x"]),
-                       n_test=len(test_x), n_evals=solver.n_evals, iterations=solver.iterations)
+                       n_test=len(test_x), n_evals=solver.n_evals, iterations=solver.iterations, floor=lam_floor,
+                       reached=solver.reached)
+
+
+def fit_fixed(x: np.ndarray, y: np.ndarray, lam: float, test_x: np.ndarray, *, tol: float = 1e-4,
+              max_iter: int = 1000, stopping: str = "gradient", device: str | torch.device | None = None,
+              dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """Fit the probe at one lambda on (x, y), from the lambda -> inf optimum; score test_x.
+
+    Args:
+        x, y: (n, d) features and (n,) class indices or (n, C) 0/1 labels.
+        lam: the regularisation strength (scikit-learn's 1 / C).
+        test_x: (m, d) features to score.
+        tol, max_iter, stopping: as in fit_probe.
+
+    Returns:
+        (m, C) decision values (logits).
+    """
+    x, y = check_values("train_x", np.asarray(x)), check_values("train_y", np.asarray(y))
+    dev = torch.device(device if device is not None else "cpu")
+    task = _Task(y, y[:0], dev)
+    with threads_for(len(x) * min(len(x), x.shape[1]) * task.n_out, dev):
+        solver = _Solver(_Design(x, x[:0], dev, dtype), task, tol, max_iter, _RANK, stopping)
+        f = Objective(solver.design.x, task.train, task.kind, task.n_out)
+        theta = solver.solve(f, task.initial(solver.design.x.shape[1] - 1, solver.design.x.dtype), lam, len(x))
+        w = solver.design.weights(theta)
+        t = torch.from_numpy(np.ascontiguousarray(check_values("test_x", np.asarray(test_x)))).to(w.device, w.dtype)
+        return task.scores((t - solver.design.mu) @ w + theta[-1])
 
 
 def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, test_y: Any, metric: str,
@@ -315,46 +374,3 @@ def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, tes
     # Centred as in the fit: x @ w - mu @ w would cancel digits in float32.
     test_scores = solver.task.scores((x - solver.design.mu) @ w + theta[-1])
     return test_x, test_scores, 100.0 * metrics.score(metric, test_y, test_scores, test_ignore)
-
-
-# ----------------------------------------------------------------------------- input checks
-
-PROBE_KEYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
-_SPLITS = ("train", "val", "test")
-
-
-def check_layout(shapes: dict[str, tuple[int, ...]], metric: str) -> None:
-    """Shapes and the metric only: no array content is read here."""
-    if metric not in metrics.METRICS:
-        raise ProbeInputError(f"Unknown metric {metric!r}; use one of {', '.join(metrics.METRICS)}.")
-    for s in _SPLITS:
-        x, y = shapes[f"{s}_x"], shapes[f"{s}_y"]
-        if len(x) != 2 or len(y) not in (1, 2) or x[0] != y[0]:
-            raise ProbeInputError(f"{s}_x {x} and {s}_y {y} do not match: expected (n, d) features and n labels.")
-        if x[0] == 0:
-            raise ProbeInputError(f"{s}_x holds no examples.")
-    if len({shapes[f"{s}_x"][1] for s in _SPLITS}) > 1:
-        raise ProbeInputError("train_x, val_x and test_x do not match: they must share the feature dimension; got "
-                              + ", ".join(str(shapes[f"{s}_x"]) for s in _SPLITS) + ".")
-    if len({shapes[f"{s}_y"][1:] for s in _SPLITS}) > 1:
-        raise ProbeInputError("train_y, val_y and test_y do not match: all 1-D class indices or all (n, C) 0/1 "
-                              "with one C; got " + ", ".join(str(shapes[f"{s}_y"]) for s in _SPLITS) + ".")
-    if (metric == "map11") != (len(shapes["train_y"]) == 2):
-        want = "(n, C) 0/1 labels" if metric == "map11" else "1-D integer labels"
-        raise ProbeInputError(f"metric {metric} needs {want}, but train_y has shape {shapes['train_y']}.")
-
-
-def check_values(name: str, a: np.ndarray) -> np.ndarray:
-    """Content: numeric, finite features; integer class indices or 0/1 columns. Returns a."""
-    if name.endswith("_x"):
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise ProbeInputError(f"{name} is not numeric (dtype {a.dtype}).")
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-        if bad:
-            raise ProbeInputError(f"{name} holds {bad} NaN or infinite value(s); clean the features first.")
-    elif a.ndim == 1:
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)) or (a.size and a.min() < 0):
-            raise ProbeInputError(f"{name} must hold non-negative integer class indices (dtype {a.dtype}).")
-    elif not np.isin(a, (0, 1)).all():
-        raise ProbeInputError(f"{name} must hold only 0 and 1, one column per class.")
-    return a

@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clrbench.eval.probe import (
-    PROBE_KEYS,
-    ProbeData,
-    ProbeInputError,
-    ProbeOptions,
-    ProbeResult,
-    check_layout,
-    check_values,
-    fit_probe,
-)
+from clrbench.eval.probe import ProbeData, ProbeOptions, ProbeResult, fit_probe
+from clrbench.eval.probe_input import PROBE_KEYS, ProbeInputError, check_layout, check_values
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

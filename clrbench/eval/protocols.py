@@ -38,8 +38,86 @@ class LinearProtocol:
     batch_size: int = 256  # images per forward pass during extraction
     resources: dict[str, float] = field(default_factory=dict)  # Ray requests, e.g. {num_gpus: 1}
     notes: str = ""
+    # Version 2 (linear-v2.yaml; clrbench.eval.probe_path): "gradient" is v1's rule above;
+    # "path-free" makes the chosen lambda and test score independent of the solver's path.
+    stopping: Literal["gradient", "path-free"] = "gradient"
+    condition_max: float = 1e5  # version 2's floor: lambda >= h0 * e_max / condition_max
+    # Pixels the card's preprocessing is scaled to (protocol variant NAME@<R>px); None: the card's.
+    resolution: int | None = None
 
     def __post_init__(self) -> None:
+        _check_layer(self.name, self.feature_layer)
+
+
+@dataclass(frozen=True)
+class KnnProtocol:
+    """Weighted k-nearest-neighbour classification on L2-normalised frozen features.
+
+    Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
+    CVPR 2018 (sec. 3.4) and Caron et al., "Emerging Properties in Self-Supervised Vision
+    Transformers" (DINO), ICCV 2021 (``eval_knn.py``): cosine similarity, the k most similar
+    training images vote for their class with weight exp(similarity / temperature).
+    """
+
+    name: str
+    version: int
+    kind: Literal["knn"]
+    k: int = 20
+    temperature: float = 0.07
+    weighting: Literal["exp", "uniform"] = "exp"  # uniform: one vote per neighbour (scikit-learn's)
+    k_grid: tuple[int, ...] = ()  # non-empty: k chosen on val from these (ties: the smaller k)
+    feature_layer: str = "pooled"
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"  # as linear.yaml, so the cached features are shared
+    batch_size: int = 256
+    query_batch: int = 1024  # query rows per similarity matmul
+    resources: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or any(k < 1 for k in self.k_grid) or self.temperature <= 0 or self.query_batch < 1:
+            raise ConfigError(f"{self.name}: k, every k_grid entry and query_batch must be positive, "
+                              "and temperature above 0.")
+        _check_layer(self.name, self.feature_layer)
+
+
+@dataclass(frozen=True)
+class FewshotProtocol:
+    """k labelled images per class from train, the linear probe, the full test split; several draws.
+
+    CLIP_benchmark's ``--fewshot_k`` (LAION-AI/CLIP_benchmark) and VTAB's low-data regime
+    (Zhai et al. 2019): the k-shot set is a seeded draw, repeated ``draws`` times, and the record
+    reports the mean and the spread over draws. lambda is chosen by ``cv_folds``-fold
+    cross-validation inside the k-shot set (``lambda_rule: cv``; k = 1 leaves no held-out image of
+    a class, so it falls back to ``lambda_fixed``) or fixed at ``lambda_fixed``.
+    """
+
+    name: str
+    version: int
+    kind: Literal["fewshot"]
+    k: int = 5
+    draws: int = 5
+    seed: int = 0
+    lambda_rule: Literal["cv", "fixed"] = "cv"
+    lambda_fixed: float = 1.0  # on the summed loss, as the linear protocol's grid
+    cv_folds: int = 5
+    lambda_min_exp: float = -6.0
+    lambda_step_exp: float = 0.25
+    lambda_num: int = 45
+    tol: float = 1e-4
+    max_iter: int = 1000
+    stopping: Literal["gradient", "path-free"] = "path-free"
+    condition_max: float = 1e5
+    feature_layer: str = "pooled"
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    batch_size: int = 256
+    resources: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+    resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.draws < 1 or self.cv_folds < 2 or self.lambda_fixed <= 0:
+            raise ConfigError(f"{self.name}: k and draws must be positive, cv_folds at least 2, lambda_fixed above 0.")
         _check_layer(self.name, self.feature_layer)
 
 
@@ -192,9 +270,9 @@ class SemiProtocol:
         _check_layer(self.name, self.feature_layer, allow_auto=True)
 
 
-Protocol = LinearProtocol | FinetuneProtocol | FinetuneAshaProtocol | SemiProtocol
-_KINDS: dict[str, type] = {"linear": LinearProtocol, "finetune": FinetuneProtocol,
-                           "finetune-asha": FinetuneAshaProtocol, "semi": SemiProtocol}
+Protocol = LinearProtocol | KnnProtocol | FewshotProtocol | FinetuneProtocol | FinetuneAshaProtocol | SemiProtocol
+_KINDS: dict[str, type] = {"linear": LinearProtocol, "knn": KnnProtocol, "fewshot": FewshotProtocol,
+                           "finetune": FinetuneProtocol, "finetune-asha": FinetuneAshaProtocol, "semi": SemiProtocol}
 
 
 def protocols_dir() -> Path:
@@ -203,7 +281,19 @@ def protocols_dir() -> Path:
 
 @functools.lru_cache(maxsize=128)
 def load_protocol(name_or_path: str | Path, directory: str | Path | None = None) -> Protocol:
-    """A protocol by shipped name (``linear``, ``finetune``, ``finetune-short``) or path."""
+    """A protocol by shipped name (``linear``, ``finetune``, ``knn``, ...) or path, or a variant.
+
+    Variants (:mod:`clrbench.eval.variants`): ``fewshot-10`` is ``fewshot`` with k = 10;
+    ``linear@32px`` is ``linear`` on images scaled to 32 px. Each records under its own name, so
+    the board never puts two k or two resolutions in one column.
+    """
+    from clrbench.eval.variants import load_variant
+
+    variant = load_variant(str(name_or_path), directory, _load_file)
+    return variant if variant is not None else _load_file(name_or_path, directory)
+
+
+def _load_file(name_or_path: str | Path, directory: str | Path | None = None) -> Protocol:
     p = Path(name_or_path)
     d = Path(directory) if directory else protocols_dir()
     if not p.exists():

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clrbench.eval.fewshot import run_fewshot
 from clrbench.eval.finetune.asha import run_asha
 from clrbench.eval.finetune.grid import (
     TrialJob,
@@ -22,12 +23,15 @@ from clrbench.eval.finetune.grid import (
 )
 from clrbench.eval.finetune.semi import run_semi
 from clrbench.eval.jobs import EvalError, EvalJob, failed_record
+from clrbench.eval.knn import run_knn
 from clrbench.eval.linear import run_linear
 from clrbench.records import Record, write_record
 
 #: protocol kind -> runner. A new protocol kind adds its runner here.
 RUNNERS: dict[str, Callable[[EvalJob], Record]] = {
     "linear": run_linear,
+    "knn": run_knn,
+    "fewshot": run_fewshot,
     "finetune": run_finetune,
     "semi": run_semi,
     "finetune-asha": run_asha,  # the same grid, searched by ASHA on Ray Tune

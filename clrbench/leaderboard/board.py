@@ -292,6 +292,13 @@ def _split_notes(recs: list[Record], cols: list[str]) -> list[str]:
     return notes
 
 
+def _protocol_order(protocol: str) -> tuple[int, str]:
+    """Linear probes first, then kNN, few-shot, fine-tune, the rest; by name within each."""
+    families = ("linear", "knn", "fewshot", "finetune")
+    base = protocol.split("@", 1)[0]
+    return next((i for i, f in enumerate(families) if base == f or base.startswith(f + "-")), len(families)), protocol
+
+
 def board_for_results(results_dir: Path | str, protocol: str | None = None, baseline: str | None = None,
                       *, tasks: Sequence[str] | None = None, checkpoints: Sequence[str] | None = None,
                       references: Sequence[ReferenceRow] | None = None) -> list[Board]:
@@ -299,7 +306,7 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
 
     Args:
         results_dir: the results folder.
-        protocol: only this protocol's board.
+        protocol: only this protocol's board, or a comma list of protocols.
         baseline: as in :func:`build_board`; applied to every board that has the row.
         tasks: the columns (default: the tasks recorded).
         checkpoints: only these checkpoint ids.
@@ -313,9 +320,8 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
     if checkpoints is not None:
         records = [r for r in records if r.checkpoint_id in checkpoints]
     refs = list(references) if references is not None else load_references()
-    order = {"linear": 0, "finetune": 1}
-    protocols = sorted({r.protocol for r in records if protocol is None or r.protocol == protocol},
-                       key=lambda p: (order.get(p, 2), p))
+    wanted = None if protocol is None else {p.strip() for p in protocol.split(",") if p.strip()}
+    protocols = sorted({r.protocol for r in records if wanted is None or r.protocol in wanted}, key=_protocol_order)
     boards, misses = [], []
     for p in protocols:
         try:

@@ -125,7 +125,8 @@ def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module |
         model=model.state_dict(), probe=None if probe is None else probe.state_dict(), optimizer=opt.state_dict(),
         probe_optimizer=None if probe_opt is None else probe_opt.state_dict(), step=step,
         steps_per_epoch=d.steps_per_epoch, world_size=d.world_size, config=to_dict(cfg), derived=dict(vars(d)),
-        encoder=encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
+        encoder=encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim,
+                                 resolution=cfg.augment.image_size),
         # The projection head travels with the encoder (its weights are the model's head.*), so
         # S-v2 fine-tuning and probes can start from one of its layers (clrbench.weights.layers).
         head=head_metadata(cfg.model.head, feature_dim, cfg.model.head_dim, cfg.model.head_hidden_dim),

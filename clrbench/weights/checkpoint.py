@@ -29,14 +29,17 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def encoder_metadata(arch: str, width: float, stem: str, feature_dim: int,
-                     mean: list[float] | None = None, std: list[float] | None = None) -> dict[str, Any]:
+                     mean: list[float] | None = None, std: list[float] | None = None,
+                     resolution: int | None = None) -> dict[str, Any]:
     """What an evaluator needs to rebuild the encoder and feed it correctly.
 
     clrbench's own encoders, like SimCLR's released ones, take RGB in [0, 1] without mean/std
-    normalisation (protocol.md §2.1, pixel scaling).
+    normalisation (protocol.md §2.1, pixel scaling). ``resolution`` is the side in pixels of
+    the views it was trained on (``augment.image_size``; None when unknown), what
+    ``clrbench eval --resolution native`` evaluates at.
     """
     return {"arch": arch, "width": float(width), "stem": stem, "feature_dim": int(feature_dim),
-            "input_range": [0.0, 1.0], "mean": mean, "std": std}
+            "input_range": [0.0, 1.0], "mean": mean, "std": std, "resolution": resolution}
 
 
 def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any] | None,

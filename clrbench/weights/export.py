@@ -37,6 +37,8 @@ def export_metadata(encoder: Encoder, spec: str) -> dict[str, str]:
             ("arch", "width", "stem", "feature_dim", "input_range", "mean", "std")}
     if encoder.meta.get("conv1_padding") is not None:
         meta["conv1_padding"] = json.dumps(encoder.meta["conv1_padding"])
+    if encoder.meta.get("resolution"):  # training resolution, for --resolution native
+        meta["resolution"] = json.dumps(encoder.meta["resolution"])
     return {"format": EXPORT_FORMAT, "format_version": "1", **meta, "source": spec,
             "source_sha256": sha256_file(src) if src and src.is_file() else encoder.sha256,
             "weights_sha256": encoder.sha256, "adapter": encoder.kind, "clrbench_version": __version__}

@@ -51,10 +51,24 @@ def _encoder(state: dict[str, torch.Tensor], adapter: str, path: Path, spec_id: 
     """Infer the architecture, load strictly, and wrap with the input convention given."""
     arch, width, stem = infer_architecture(state, adapter)
     meta: dict[str, Any] = {"arch": arch, "width": width, "stem": stem, "feature_dim": 0,
-                            "input_range": [0.0, 1.0], "mean": mean, "std": std, **(extra or {})}
+                            "input_range": [0.0, 1.0], "mean": mean, "std": std,
+                            "resolution": training_resolution(adapter, stem), **(extra or {})}
     module = build_strict(meta, state, adapter, str(path))
     sha = weights_sha256(state, meta)
     return Encoder(module, meta, f"{spec_id or run_name(path)}-{sha[:8]}", sha, adapter, str(path))
+
+
+def training_resolution(adapter: str, stem: str) -> int | None:
+    """The side (px) the weights were trained at, where the source says it, else None.
+
+    torchvision's ImageNet weights and the official SimCLR v1/v2 ResNets: 224 (random resized
+    crops of 224, S-v1 sec. 2 / B.9). solo-learn and lightly CIFAR-stem backbones: 32 (their
+    CIFAR recipes); an ImageNet-stem solo-learn backbone: 224 (its ImageNet recipes). An
+    ImageNet-stem lightly backbone is left unknown: lightly's benchmarks train at 64-224 px.
+    """
+    if stem == "cifar" and adapter in ("solo-learn", "lightly"):
+        return 32
+    return 224 if adapter in ("torchvision", "simclr-v1", "simclr-v2", "solo-learn") else None
 
 
 def _without(state: dict[str, torch.Tensor], *prefixes: str) -> dict[str, torch.Tensor]:

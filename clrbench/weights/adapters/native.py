@@ -26,8 +26,8 @@ from clrbench.weights.checkpoint import (
     sha256_state,
 )
 
-#: Value of the ``format`` field in an exported encoder's safetensors header.
-
+#: Input side (px) each stem is designed for: CIFAR's 3x3 stem 32 (S-v1 B.9), ImageNet's 224.
+STEM_RESOLUTION = {"cifar": 32, "imagenet": 224}
 
 def file_of(spec: str, adapter: str) -> Path:
     """The path in ``spec``, without an ``adapter:`` hint in front of it."""
@@ -46,6 +46,9 @@ def _clrbench(spec: str) -> Encoder:
     meta = dict(ckpt["encoder"])
     if ckpt.get("distill"):  # a student of clrbench distill: its provenance rides in every record
         meta["distill"] = dict(ckpt["distill"])
+    if not meta.get("resolution"):  # checkpoints from before the field: the recipe says it
+        size = ((ckpt.get("config") or {}).get("augment") or {}).get("image_size")
+        meta["resolution"] = int(size) if size else None
     module = build_strict(meta, state, "clrbench", str(path))
     sha = sha256_state(state)
     enc = Encoder(module, meta, f"{run_name(path)}-{sha[:8]}", sha, "clrbench", str(path))
@@ -96,6 +99,7 @@ def meta_from_header(header: dict[str, str], path: Path) -> dict[str, Any]:
                                                    "mean", "std")}
         if "conv1_padding" in header:
             meta["conv1_padding"] = json.loads(header["conv1_padding"])
+        meta["resolution"] = json.loads(header.get("resolution", "null"))
     except (KeyError, json.JSONDecodeError) as e:
         raise AdapterError(f"{path} has a damaged clrbench header ({e}).") from None
     return meta
@@ -137,10 +141,15 @@ def parse_random(spec: str) -> dict[str, Any]:
 
 @ADAPTERS.register("random")
 def _random(spec: str) -> Encoder:
-    """Random initialisation (the S-v1 B.8 random-init baseline), seeded, fed like clrbench's."""
+    """Random initialisation (the S-v1 B.8 random-init baseline), seeded, fed like clrbench's.
+
+    It was trained at no resolution; its ``resolution`` is the input its stem is built for
+    (CIFAR stem 32 px, ImageNet stem 224 px), so ``--resolution native`` puts the baseline in
+    the same column as the trained encoder of the same stem.
+    """
     f = parse_random(spec)
     torch.manual_seed(f["seed"])
-    meta = encoder_metadata(f["arch"], f["width"], f["stem"], 0)
+    meta = encoder_metadata(f["arch"], f["width"], f["stem"], 0, resolution=STEM_RESOLUTION.get(f["stem"]))
     module = build_strict(meta, None, "random")
     sha = sha256_state(module.state_dict())
     w = f"{f['width']:g}"
