@@ -56,6 +56,8 @@ def eval_(
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
     watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
+    source: Annotated[str, typer.Option(help="files (the data root), hf (the cards' Hugging Face hub copies) or auto (the files if on disk, else the hub copy).")] = "auto",
+    limit: Annotated[int | None, typer.Option(help="Smoke run: at most N images per split; records are kept apart (protocol@limitN).")] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     if executor not in ("local", "ray"):
@@ -65,12 +67,13 @@ def eval_(
     _check_writable(results)
     plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
-                  "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force},
+                  "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force,
+                  "source": source, "limit": limit},
                  {"address": address, "workers": workers} if executor == "ray" else {})
     ids = plan.evaluate(_expand_checkpoints(checkpoint or []))
     if watch is not None:
         ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
-    _show_board(results, None, "table", None, None, ids)
+    _show_board(results, None, "table", None, None, ids, include_limited=limit is not None)
 
 
 class _Plan:
@@ -181,9 +184,10 @@ def leaderboard(
     protocol: Annotated[str | None, typer.Option(help="Only this protocol's table.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints).")] = None,
+    include_limited: Annotated[bool, typer.Option(help="Also show the records of --limit smoke runs, in their own tables.")] = False,
 ) -> None:
     """Show the records as one table per protocol, beside the published numbers, and score-vs-epoch curves."""
-    _show_board(results, protocol, format_, baseline, plot, None, tasks)
+    _show_board(results, protocol, format_, baseline, plot, None, tasks, include_limited)
 
 
 def _columns(tasks: str | None) -> list[str] | None:
@@ -197,14 +201,14 @@ def _columns(tasks: str | None) -> list[str] | None:
 
 
 def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | None, plot: Path | None,
-                only: list[str] | None, tasks: str | None = None) -> None:
+                only: list[str] | None, tasks: str | None = None, include_limited: bool = False) -> None:
     from clrbench.leaderboard import board as lb
     from clrbench.leaderboard import render
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
-                                  tasks=_columns(tasks))
+                                  tasks=_columns(tasks), include_limited=include_limited)
     if not boards:
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:

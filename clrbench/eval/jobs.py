@@ -58,12 +58,17 @@ class EvalJob:
     tasks_dir: str | None = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)  # protocol-specific (e.g. one fine-tune trial)
+    source: str = "files"  # files | hf | auto (clrbench.data.hub)
+    limit: int | None = None  # at most this many images per split (clrbench.data.limit)
+    card_file: str | None = None  # a user task card's file (clrbench.data.user_cards)
 
     @property
     def key(self) -> tuple[str, str, str]:
         """(checkpoint_id, task, protocol name): names the record (a protocol given as a
         path is recorded under the name inside the file)."""
-        return (self.checkpoint_id, self.task, protocol_name(self.protocol))
+        from clrbench.data.limit import limited_name
+
+        return (self.checkpoint_id, self.task, limited_name(protocol_name(self.protocol), self.limit))
 
 
 @functools.lru_cache(maxsize=64)
@@ -78,24 +83,26 @@ def protocol_name(protocol: str) -> str:
 
 def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_dir: Path, *,
               data_root: str | None = None, cache_dir: str = ".cache/clrbench", tasks_dir: str | None = None,
-              device: str = "cpu", force: bool = False) -> tuple[list[EvalJob], list[EvalJob]]:
+              device: str = "cpu", force: bool = False, source: str = "files",
+              limit: int | None = None) -> tuple[list[EvalJob], list[EvalJob]]:
     """Expand checkpoints x tasks x protocols; returns (to run, already recorded)."""
-    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.data.user_cards import select_cards
     from clrbench.eval.protocols import load_protocol
     from clrbench.weights.adapters import load_encoder
 
-    cards = select_tasks(tasks, load_cards(tasks_dir))
+    cards = select_cards(tasks, tasks_dir)
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
     # recorded under the name inside it.
-    names = {p: load_protocol(p).name for p in protocols}
+    [load_protocol(p) for p in protocols]
     todo: list[EvalJob] = []
     done: list[EvalJob] = []
     for spec in checkpoints:
         cid = load_encoder(spec).checkpoint_id
-        for card in cards:
+        for card, card_file in cards:
             for p in protocols:
-                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
-                recorded = not force and has_record(results_dir, cid, card.name, names[p])
+                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device, source=source,
+                              limit=limit, card_file=card_file)
+                recorded = not force and has_record(results_dir, *job.key)
                 (done if recorded else todo).append(job)
     return todo, done
 
@@ -150,14 +157,14 @@ def write_result(results_dir: Path, result: Any) -> Path:
 
 
 def _task(job: EvalJob) -> Any:
-    from clrbench.data.cards import load_cards
     from clrbench.data.images import DatasetError
     from clrbench.data.splits import load_task
+    from clrbench.data.user_cards import find_card
 
-    card = load_cards(job.tasks_dir)[job.task]
+    card = find_card(job.task, job.tasks_dir, job.card_file)
     root = Path(job.data_root) if job.data_root else None
     try:
-        return card, load_task(card, root, Path(job.cache_dir) / "splits")
+        return card, load_task(card, root, Path(job.cache_dir) / "splits", job.source, job.limit)
     except DatasetError as e:
         if card.source.root_dir is None:  # offline tasks: nothing to fetch
             raise
@@ -168,7 +175,8 @@ def _task(job: EvalJob) -> Any:
 
 def run_linear(job: EvalJob) -> Record:
     """Features (cached) -> probe sweep on val -> refit on train+val -> test."""
-    from clrbench.eval.features import cache_key, features_for
+    from clrbench.data.limit import limited_name
+    from clrbench.eval.features import cache_key, features_for, valid_rows
     from clrbench.eval.probe import fit_probe, lambda_grid
     from clrbench.eval.protocols import LinearProtocol, load_protocol
     from clrbench.weights.adapters import load_encoder
@@ -190,7 +198,7 @@ def run_linear(job: EvalJob) -> Record:
     t1 = time.time()
     targets = {s: getattr(data, s).targets for s in ("train", "val", "test")}
     ignore = {s: getattr(data, s).ignore for s in ("train", "val", "test")}
-    arr = {s: (np.asarray(feats[s])[valid[s]], targets[s][valid[s]],
+    arr = {s: (valid_rows(feats[s], valid[s]), targets[s][valid[s]],
                None if ignore[s] is None else ignore[s][valid[s]]) for s in feats}
     grid = 10.0 ** (proto.lambda_min_exp + proto.lambda_step_exp * np.arange(proto.lambda_num))
     if proto.lambda_num == 45 and proto.lambda_min_exp == -6.0 and proto.lambda_step_exp == 0.25:
@@ -206,7 +214,8 @@ def run_linear(job: EvalJob) -> Record:
     sizes = {s: int(valid[s].sum()) for s in valid}
     skipped = {s: int((~valid[s]).sum()) for s in valid if (~valid[s]).any()}
     return Record(
-        checkpoint_id=job.checkpoint_id, task=card.name, protocol=proto.name, metric=card.metric, status="ok",
+        checkpoint_id=job.checkpoint_id, task=card.name, protocol=limited_name(proto.name, job.limit),
+        metric=card.metric, status="ok",
         value=float(res.test), stderr=stderr, task_version=card.version, protocol_version=proto.version,
         checkpoint=encoder.describe(), hparams={"lambda": float(res.best_lambda)},
         val_curve=[[float(lam), float(v)] for lam, v in res.val_curve],
@@ -214,7 +223,7 @@ def run_linear(job: EvalJob) -> Record:
         split_sizes=sizes, expected_split_sizes=dict(card.expected_sizes), split_hash=data.split_hash,
         timings={"features_s": round(t1 - t0, 3), "probe_s": round(res.seconds, 3),
                  "total_s": round(time.time() - t0, 3), "features_cached": cached, "n_test": n_test},
-        provenance=provenance(), tags={"skipped_images": skipped} if skipped else {},
+        provenance=provenance(), tags={**data.tags, **({"skipped_images": skipped} if skipped else {})},
     )
 
 

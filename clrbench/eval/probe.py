@@ -20,6 +20,7 @@ from torch import Tensor
 from clrbench.errors import UserError
 from clrbench.eval import metrics
 from clrbench.eval.lbfgs import Lbfgs, Objective, Preconditioner, threads_for
+from clrbench.eval.rows import stack_rows
 
 # Leading eigenpairs of the features' Gram kept by the preconditioner (lbfgs.Preconditioner).
 _RANK = 256
@@ -86,8 +87,7 @@ class _Design:
     """
 
     def __init__(self, train_x: np.ndarray, val_x: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        a = torch.from_numpy(np.concatenate([train_x, val_x]).astype(np_dtype, copy=False)).to(device)
+        a = stack_rows([train_x, val_x], device, dtype)  # chunk by chunk: features may be memory-mapped fp16
         self.mu = a.mean(0)
         a = a - self.mu
         self.n_train, self.d = len(train_x), a.shape[1]

@@ -27,6 +27,7 @@ import numpy as np
 
 from clrbench.atomic import write_bytes
 from clrbench.data.cards import TaskCard
+from clrbench.data.limit import limited_name
 from clrbench.eval.finetune.images import ImageSizes
 from clrbench.eval.jobs import EvalError, EvalJob, _stderr, _task
 from clrbench.eval.protocols import FinetuneProtocol, load_protocol
@@ -258,10 +259,12 @@ def _record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple[Any
     diverged = [[t.lr, t.wd] for t in trials if t.status != "ok"]
     sizes = {"train": len(ctx.data.train), "val": len(ctx.data.val), "test": len(test)}
     return Record(
-        checkpoint_id=ctx.job.checkpoint_id, task=ctx.card.name, protocol=ctx.proto.name, metric=ctx.card.metric,
+        checkpoint_id=ctx.job.checkpoint_id, task=ctx.card.name, protocol=limited_name(ctx.proto.name, ctx.job.limit),
+        metric=ctx.card.metric,
         status="ok" if error is None else "diverged", value=value, stderr=stderr, task_version=ctx.card.version,
         protocol_version=ctx.proto.version, checkpoint=ctx.encoder.describe(), hparams=hparams,
         val_curve=val_curve(trials), predictions=predictions, split_sizes=sizes,
         expected_split_sizes=dict(ctx.card.expected_sizes), split_hash=ctx.data.split_hash, timings=timings,
-        provenance=provenance(), error=error, tags={"diverged_trials": diverged} if diverged else {},
+        provenance=provenance(), error=error,
+        tags={**ctx.data.tags, **({"diverged_trials": diverged} if diverged else {})},
     )
