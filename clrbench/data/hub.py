@@ -149,16 +149,22 @@ def files_present(card: TaskCard, data_root: Path | None) -> bool:
     """Whether the card's files are on disk (always, for sources that need no data root)."""
     if card.source.root_dir is None:
         return True
-    from clrbench.data.fetch.verify import missing_files
+    from clrbench.data.sources.layout import REQUIRED_FILES
 
-    return data_root is not None and not missing_files(card, data_root)
+    folder = Path(data_root) / card.source.root_dir if data_root is not None else None
+    return folder is not None and folder.is_dir() and all(
+        (folder / rel).exists() for rel in REQUIRED_FILES.get(card.source.loader, ()))
 
 
 def resolve_source(card: TaskCard, data_root: Path | None, source: str = "files") -> str:
     """``files`` or ``hf`` for ``--source``: ``auto`` takes the files when they are on disk,
-    else the hub copy when the card names one (loaded from the cache, or fetched when online)."""
+    else the hub copy when the card names one (loaded from the cache, or fetched when online).
+    A card without a hub copy whose loader is ``hf`` itself, or that needs no download (the
+    quick suite, user folders without root_dir), always reads through its own loader."""
     if source not in SOURCES:
         raise DatasetError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}.")
+    if card.source.hub is None and (card.source.loader == "hf" or card.source.root_dir is None):
+        return "files"  # its own loader reads the hub (loader: hf) or needs no download (quick tasks)
     if source == "auto":
         return "hf" if card.source.hub is not None and not files_present(card, data_root) else "files"
     return source

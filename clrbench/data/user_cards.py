@@ -1,7 +1,7 @@
 """User task cards: ``--tasks quick,./my_cards/,./flowers.yaml`` beside the shipped names.
 
 A part of ``--tasks`` that names a ``.yaml`` file or a folder (anything with a path separator,
-or that exists on disk) is read as user cards, merged with the shipped ones (or those of
+or starting with ``.`` or ``~``) is read as user cards, merged with the shipped ones (or those of
 ``--tasks-dir``); a user card whose name is already taken is one sentence. Paths inside a user
 card (``source.args.path``, a local ``source.args.id`` or ``source.hub.id``) are relative to the
 card's own folder, so a folder of cards and data can be moved or shared as is.
@@ -18,7 +18,7 @@ from clrbench.data.cards import TaskCard, load_cards, select_tasks
 
 def is_path(part: str) -> bool:
     """Whether a ``--tasks`` part names card files rather than a card or group."""
-    return part.endswith((".yaml", ".yml")) or "/" in part or "\\" in part or Path(part).exists()
+    return part.endswith((".yaml", ".yml")) or part.startswith((".", "~")) or "/" in part or "\\" in part
 
 
 def _absolute(value: Any, folder: Path) -> Any:

@@ -28,7 +28,7 @@ def stack_rows(parts: Sequence[np.ndarray], device: torch.device, dtype: torch.d
     row = 0
     for p in parts:
         for s in range(0, len(p), chunk):
-            block = torch.from_numpy(np.ascontiguousarray(p[s:s + chunk]))
+            block = torch.from_numpy(np.array(p[s:s + chunk]))  # a writable host copy of one chunk
             out[row:row + len(block)] = block.to(device=device, dtype=dtype, non_blocking=False)
             row += len(block)
     return out
