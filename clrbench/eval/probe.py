@@ -288,7 +288,7 @@ def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, tes
     solver.n_evals += both.n_evals
     test_x, test_y = _check_values("test_x", np.asarray(test_x)), _check_values("test_y", np.asarray(test_y))
     w = solver.design.weights(theta)
-    x = torch.from_numpy(np.ascontiguousarray(test_x)).to(device=w.device, dtype=w.dtype)
+    x = stack_rows([test_x], w.device, w.dtype)
     # Centred as in the fit: x @ w - mu @ w would cancel digits in float32.
     test_scores = solver.task.scores((x - solver.design.mu) @ w + theta[-1])
     return test_x, test_scores, 100.0 * metrics.score(metric, test_y, test_scores, test_ignore)
