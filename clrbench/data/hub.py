@@ -23,6 +23,7 @@ from clrbench.data.cards import HubSource, TaskCard
 from clrbench.data.images import LOADERS, DatasetError, HFImages, LabeledImages
 
 SOURCES = ("auto", "files", "hf")
+SHOW_PROGRESS = False  # datasets' download bars: on for `clrbench data download --source hf`
 
 
 def _is_local(ref: str) -> bool:
@@ -40,7 +41,15 @@ def _dataset(ref: str, config: str | None, split: str, revision: str | None) -> 
     import datasets
 
     path = str(Path(ref).expanduser()) if _is_local(ref) else ref
-    return datasets.load_dataset(path, name=config, split=split, revision=revision)
+    was_on = datasets.utils.logging.is_progress_bar_enabled()
+    # datasets' own bars would tear through the eval board; `data download` keeps them.
+    if not SHOW_PROGRESS:
+        datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(path, name=config, split=split, revision=revision)
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
 
 
 def open_split(ref: str, split: str, config: str | None = None, revision: str | None = None,
@@ -180,7 +189,10 @@ def cache_hub_copy(card: TaskCard) -> list[str]:
 
 
 def cache_hub_copies(cards: list[TaskCard]) -> list[tuple[str, bool, str]]:
-    """``clrbench data download --source hf``: (task, ok, message) per card."""
+    """``clrbench data download --source hf``: (task, ok, message) per card (datasets' own
+    download bars shown)."""
+    global SHOW_PROGRESS
+    SHOW_PROGRESS = True
     out = []
     for card in cards:
         hub = card.source.hub
