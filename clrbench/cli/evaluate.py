@@ -37,6 +37,8 @@ def eval_(
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
     feature_layer: Annotated[str | None, typer.Option(help="Override the protocols' feature layer: encoder, or head:K (the K-th projection-head layer, S-v2; needs a checkpoint that kept its head). Records go under PROTOCOL-headK.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start fine-tune protocols even when their estimate is above an hour.")] = False,
+    source: Annotated[str, typer.Option(help="files (the data root), hf (the cards' Hugging Face hub copies) or auto (the files if on disk, else the hub copy).")] = "auto",
+    limit: Annotated[int | None, typer.Option(help="Smoke run: at most N images per split; records are kept apart (protocol@limitN).")] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     from clrbench.eval.plan import EvalOptions, check_writable, expand_checkpoints
@@ -57,12 +59,12 @@ def eval_(
         check_layer_for(specs, feature_layer)
     batch = _Batch(tasks, protocols, results, executor,
                    EvalOptions(data_root or os.environ.get("CLRBENCH_DATA"), cache_dir,
-                               str(tasks_dir) if tasks_dir else None, device, force),
+                               str(tasks_dir) if tasks_dir else None, device, force, source, limit),
                    {"address": address, "workers": workers} if executor == "ray" else {}, yes)
     ids = batch.evaluate(specs)
     if watch is not None:
         ids += _watch(batch, watch, Path(cache_dir) / "watch", poll)
-    show_board(results, None, "table", None, None, ids)
+    show_board(results, None, "table", None, None, ids, include_limited=limit is not None)
 
 
 @dataclass

@@ -42,12 +42,13 @@ def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
     format_: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
     baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Only this protocol's table.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Only these protocols' tables (comma list, e.g. linear,knn,fewshot-5).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints).")] = None,
+    include_limited: Annotated[bool, typer.Option(help="Also show the records of --limit smoke runs, in their own tables.")] = False,
 ) -> None:
     """Show the records as one table per protocol, beside the published numbers, and score-vs-epoch curves."""
-    show_board(results, protocol, format_, baseline, plot, None, tasks)
+    show_board(results, protocol, format_, baseline, plot, None, tasks, include_limited)
 
 
 def _columns(tasks: str | None) -> list[str] | None:
@@ -60,14 +61,14 @@ def _columns(tasks: str | None) -> list[str] | None:
 
 
 def show_board(results: Path, protocol: str | None, fmt: str, baseline: str | None, plot: Path | None,
-                only: list[str] | None, tasks: str | None = None) -> None:
+                only: list[str] | None, tasks: str | None = None, include_limited: bool = False) -> None:
     from clrbench.leaderboard import board as lb
     from clrbench.leaderboard import render
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
-                                  tasks=_columns(tasks))
+                                  tasks=_columns(tasks), include_limited=include_limited)
     if not boards:
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:

@@ -47,13 +47,22 @@ def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = No
     stdout.print(yaml.safe_dump(to_dict(card), sort_keys=False))
 
 
-@tasks_app.command("validate")
+@tasks_app.command("validate", epilog="Example: clrbench tasks validate ./my_cards/flowers.yaml")
 @_guard
-def tasks_validate(tasks_dir: Annotated[Path | None, typer.Option()] = None) -> None:
-    """Load and check every card and protocol; exit non-zero on the first problem."""
+def tasks_validate(
+    files: Annotated[list[Path] | None, typer.Argument(help="User card files or folders to check (default: every shipped card and protocol).")] = None,
+    tasks_dir: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Load and check every card and protocol, or the user cards given; exit non-zero on the first problem."""
     from clrbench.data.cards import cards_dir, load_cards
     from clrbench.eval.protocols import load_protocol
 
+    if files:
+        from clrbench.data.user_cards import validate_card_files
+
+        for line in validate_card_files([str(f) for f in files], tasks_dir):
+            stdout.print(line, highlight=False)
+        return
     cards = load_cards(tasks_dir)
     pdir = (tasks_dir or cards_dir()) / "protocols"
     protos = [load_protocol(p) for p in sorted(pdir.glob("*.yaml"))]
@@ -95,16 +104,27 @@ class _FileBars:
 @data_app.command("download", epilog="Example: clrbench data download --tasks dtd,flowers102,pets --root ~/data")
 @_guard
 def data_download(
-    tasks: Annotated[str, typer.Option(help="all, or a comma list of the twelve task names.")] = "all",
+    tasks: Annotated[str, typer.Option(help="all, or a comma list of task names, card files or card folders.")] = "all",
     root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel downloads for Birdsnap's image list.")] = 16,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+    source: Annotated[str, typer.Option(help="files (the original archives into --root) or hf (the cards' hub copies into the Hugging Face cache).")] = "files",
 ) -> None:
     """Fetch what can still be fetched (resumable, md5-checked); print the manual steps for the rest."""
-    from clrbench.data.cards import load_cards, select_tasks
     from clrbench.data.fetch import download_tasks
+    from clrbench.data.user_cards import select_cards
 
-    cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
+    if source == "hf":
+        from clrbench.data.hub import cache_hub_copies
+
+        hub_reports = cache_hub_copies([c for c, _ in select_cards(tasks, tasks_dir)])
+        for task, ok, msg in hub_reports:
+            stdout.print(f"[{'green' if ok else 'red'}]{task:<11} {'cached' if ok else 'failed':<10}[/] {msg}", highlight=False)
+        if not all(ok for _, ok, _ in hub_reports):
+            raise typer.Exit(1)
+        return
+
+    cards = [c for c in [c for c, _ in select_cards(tasks, tasks_dir)] if c.source.root_dir]
     bars = _FileBars()
     with bars.bars:
         reports = download_tasks(cards, _data_root(root), progress=bars, workers=workers)
@@ -118,19 +138,23 @@ def data_download(
 @data_app.command("verify", epilog="Example: clrbench data verify --tasks all --root ~/data")
 @_guard
 def data_verify(
-    tasks: Annotated[str, typer.Option(help="all, or a comma list of task names.")] = "all",
+    tasks: Annotated[str, typer.Option(help="all, or a comma list of task names, card files or card folders.")] = "all",
     root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
     md5: Annotated[bool, typer.Option(help="Check archive md5 sums where known (slow for big files).")] = True,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+    source: Annotated[str, typer.Option(help="files (under --root) or hf (the cards' hub copies, from the Hugging Face cache).")] = "files",
 ) -> None:
     """A table per dataset: files present / missing, classes, split sizes vs the card; exit 1 if anything differs."""
     from rich.table import Table
 
-    from clrbench.data.cards import load_cards, select_tasks
     from clrbench.data.fetch import verify_tasks
+    from clrbench.data.user_cards import select_cards
 
-    cards = [c for c in select_tasks(tasks, load_cards(tasks_dir)) if c.source.root_dir]
-    reports = verify_tasks(cards, _data_root(root), check_md5=md5)
+    if source == "hf":
+        reports = verify_tasks([c for c, _ in select_cards(tasks, tasks_dir)], None, source="hf")
+    else:
+        cards = [c for c in [c for c, _ in select_cards(tasks, tasks_dir)] if c.source.root_dir]
+        reports = verify_tasks(cards, _data_root(root), check_md5=md5)
     t = Table(title="clrbench data verify")
     for col in ("task", "status", "classes", "train", "val", "test", "differences"):
         t.add_column(col, overflow="fold")

@@ -22,11 +22,34 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
+class HubSource:
+    """A copy of the dataset on the Hugging Face hub (or a local folder in the hub layout).
+
+    ``splits`` maps each *source* split the card names (``train``, ``test``, ``trainval``...)
+    to a hub split or split expression (``validation``, ``train+validation``); val is then
+    carved exactly as for the files. ``label_map`` renames hub label names onto the card's
+    classes. ``reproduces`` says whether the copy gives the protocol's splits image for image;
+    ``differences`` says what differs when it does not.
+    """
+
+    id: str
+    splits: dict[str, str] = field(default_factory=dict)
+    config: str | None = None
+    revision: str | None = None
+    image: str = "image"
+    label: str = "label"
+    label_map: dict[str, str] = field(default_factory=dict)
+    reproduces: bool = False
+    differences: str = ""
+
+
+@dataclass(frozen=True)
 class Source:
     loader: str  # key in clrbench.data.images.LOADERS
     args: dict[str, Any] = field(default_factory=dict)
     hf_id: str | None = None  # an alternative Hugging Face hub copy whose splits match
     root_dir: str | None = None  # folder under the data root the loader reads
+    hub: HubSource | None = None  # the hub copy `clrbench eval --source hf` reads
 
 
 @dataclass(frozen=True)

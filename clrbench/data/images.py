@@ -35,7 +35,11 @@ class LabeledImages:
             unlabelled collection (a pretraining source) has (n,) -1 and ``num_classes`` 0.
         ignore: (n, C) bool mask of "difficult-only" entries (VOC), or None.
         num_classes: C.
+        classes: class names in the source's index order, or None where the source gives none
+            (then :func:`clrbench.data.classes.align_to_card` trusts the indices).
     """
+
+    classes: tuple[str, ...] | None = None
 
     def __init__(
         self,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,8 @@ class TaskData:
     val: LabeledImages
     test: LabeledImages
     split_hash: str
+    source: str = "files"  # "files" or "hf" (the hub copy)
+    tags: dict[str, Any] = field(default_factory=dict)  # for the record: source, limit
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -95,33 +98,77 @@ def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def split_file(card: TaskCard, split_dir: Path) -> Path:
-    """Where the index lists of ``card`` are kept."""
-    return split_dir / f"{card.name}@v{card.version}.json"
+def _sources(card: TaskCard, data_root: Path | None, source: str) -> dict[str, LabeledImages]:
+    """The source splits the card names, from its files or its hub copy, classes on the card's."""
+    import clrbench.data.generic  # noqa: F401 - registers image_folder, csv
+    import clrbench.data.sources  # noqa: F401 - registers the twelve transfer loaders
+    from clrbench.data.classes import align_to_card
+    from clrbench.data.generic import GENERIC_LOADERS
+    from clrbench.data.hub import hub_loader
+
+    names = sorted({s.source for s in card.splits.values() if s.source is not None})
+    if source == "hf":
+        load, label_map = hub_loader(card)
+        out = {n: load(None, n) for n in names}
+    else:
+        loader = LOADERS.get(card.source.loader)
+        root = data_root / card.source.root_dir if (data_root and card.source.root_dir) else data_root
+        out = {n: loader(root, n, **card.source.args) for n in names}
+        label_map = dict(card.source.args.get("label_map") or {})
+        if card.source.loader not in GENERIC_LOADERS:
+            return out
+    for n, images in out.items():
+        align_to_card(images, card.classes, card.num_classes, label_map, f"{card.name} ({n})")
+    return out
 
 
-def stored_split_hash(card: TaskCard, split_dir: Path) -> str | None:
-    """The hash of the stored index lists, or None before they are written: what a cached
-    job needs of its task without loading a single image."""
+def split_file(card: TaskCard, split_dir: Path, source: str = "files") -> Path:
+    """Where the index lists of ``card`` are kept; a hub copy's apart from the files'."""
+    return split_dir / f"{card.name}@v{card.version}{'+hf' if source == 'hf' else ''}.json"
+
+
+def stored_split_hash(card: TaskCard, split_dir: Path, source: str = "files",
+                      limit: int | None = None) -> str | None:
+    """The hash :func:`load_task` gives these splits, from the stored index lists alone, or None
+    before they are written: what a cached job needs of its task without loading an image.
+    ``source`` is a resolved one (files or hf)."""
     try:
-        return hashlib.sha256(split_file(card, split_dir).read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256(split_file(card, split_dir, source).read_bytes())
     except OSError:
         return None
+    if limit:
+        digest.update(f"limit={int(limit)}".encode())
+    return digest.hexdigest()[:16]
 
 
-def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskData:
+def task_tags(source: str, limit: int | None) -> dict[str, Any]:
+    """What a record says of where its images came from: the hub copy, a --limit smoke run."""
+    from clrbench.data.limit import LIMIT_TAG
+
+    tags: dict[str, Any] = {"source": source} if source != "files" else {}
+    if limit:
+        tags[LIMIT_TAG] = int(limit)
+    return tags
+
+
+def load_task(card: TaskCard, data_root: Path | None, split_dir: Path, source: str = "files",
+              limit: int | None = None) -> TaskData:
     """Build the three splits of ``card``, reading or writing their index lists in ``split_dir``.
+
+    Args:
+        source: ``files`` (the data root), ``hf`` (the card's hub copy) or ``auto``
+            (:func:`clrbench.data.hub.resolve_source`).
+        limit: at most this many images per split (:mod:`clrbench.data.limit`).
 
     Raises:
         DatasetError: the data is missing or the stored index lists no longer fit it.
     """
-    import clrbench.data.sources  # noqa: F401 - registers the twelve transfer loaders
+    from clrbench.data.hub import resolve_source
+    from clrbench.data.limit import check_limit, limit_indices
 
-    loader = LOADERS.get(card.source.loader)
-    root = data_root / card.source.root_dir if (data_root and card.source.root_dir) else data_root
-    names = {s.source for s in card.splits.values() if s.source is not None}
-    sources = {n: loader(root, n, **card.source.args) for n in sorted(names)}
-    path = split_file(card, split_dir)
+    source = resolve_source(card, data_root, source)
+    sources = _sources(card, data_root, source)
+    path = split_file(card, split_dir, source)
     if path.exists():
         stored = json.loads(path.read_text())
         idx = {k: (v["source"], np.asarray(v["indices"], np.int64)) for k, v in stored.items()}
@@ -139,8 +186,11 @@ def load_task(card: TaskCard, data_root: Path | None, split_dir: Path) -> TaskDa
         text = json.dumps({k: {"source": s, "indices": i.tolist(), "ids_sha256": _ids_hash(sources[s], i)}
                            for k, (s, i) in idx.items()})
         write_text(path, text)
-    split_hash = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    if limit is not None and check_limit(limit):
+        idx = limit_indices(idx, {n: s.targets for n, s in sources.items()}, limit)
+    split_hash = stored_split_hash(card, split_dir, source, limit)
+    assert split_hash is not None  # the file was just read or written
     parts = {k: sources[s].subset(i) for k, (s, i) in idx.items()}
     for part in parts.values():
         part.num_classes = card.num_classes
-    return TaskData(parts["train"], parts["val"], parts["test"], split_hash)
+    return TaskData(parts["train"], parts["val"], parts["test"], split_hash, source, task_tags(source, limit))

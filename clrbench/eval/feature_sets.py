@@ -37,6 +37,7 @@ class FeatureSplits:
         preprocessing: the preprocessing the features were extracted with.
         cached: every split came from the cache.
         seconds: wall time spent here.
+        data_tags: the task data's tags (hub source, --limit) for the record.
     """
 
     card: Any
@@ -49,6 +50,7 @@ class FeatureSplits:
     preprocessing: Any
     cached: bool
     seconds: float
+    data_tags: dict[str, Any]
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -77,7 +79,8 @@ def feature_splits(job: EvalJob, proto: Any) -> FeatureSplits:
         proto: any frozen-feature protocol (``feature_layer``, ``dtype``, ``batch_size``,
             ``resolution``).
     """
-    from clrbench.data.splits import stored_split_hash
+    from clrbench.data.hub import resolve_source
+    from clrbench.data.splits import stored_split_hash, task_tags
     from clrbench.eval.features import cache_key, cached_features, features_for
     from clrbench.weights.identity import encoder_info
     from clrbench.weights.layers import at_layer, canonical
@@ -92,30 +95,33 @@ def feature_splits(job: EvalJob, proto: Any) -> FeatureSplits:
         return cache_key(info.sha256, card.name, card.version, split, split_hash, pre, info.meta,
                          proto.feature_layer, proto.dtype)
 
-    split_hash = stored_split_hash(card, split_dir(job))
+    source = resolve_source(card, Path(job.data_root) if job.data_root else None, job.source)
+    split_hash = stored_split_hash(card, split_dir(job), source, job.limit)
     # The remembered identity hashes the encoder alone; features of a head layer (S-v2) also
     # depend on the head's weights, so those jobs always load the checkpoint.
     if split_hash is not None and canonical(proto.feature_layer) == "pooled":
         got = {s: cached_features(key(s, split_hash), cache) for s in SPLITS}
         if all(g is not None for g in got.values()):
-            return _splits(card, info.describe(), split_hash, got, pre, t0)
+            return _splits(card, info.describe(), split_hash, got, pre, t0, task_tags(source, job.limit))
     from clrbench.weights.adapters import load_encoder
 
     card, data = load_job_task(job)
     encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # honours head:k (S-v2)
     sets = {s: features_for(encoder, getattr(data, s), key(s, data.split_hash), cache, pre,
                             proto.batch_size, proto.dtype, job.device) for s in SPLITS}
-    return _splits(card, encoder.describe(), data.split_hash, sets, pre, t0)
+    return _splits(card, encoder.describe(), data.split_hash, sets, pre, t0, data.tags)
 
 
 def _splits(card: Any, described: dict[str, Any], split_hash: str, sets: dict[str, Any], pre: Any,
-            t0: float) -> FeatureSplits:
+            t0: float, data_tags: dict[str, Any]) -> FeatureSplits:
+    from clrbench.eval.features import valid_rows
+
     x, y, ignore, valid = {}, {}, {}, {}
     for split, got in sets.items():
         ok = np.asarray(got.valid, bool)
         valid[split] = ok
-        x[split] = np.asarray(got.features)[ok]
+        x[split] = valid_rows(got.features, ok)
         y[split] = got.targets[ok]
         ignore[split] = None if got.ignore is None else got.ignore[ok]
     return FeatureSplits(card, described, split_hash, x, y, ignore, valid, pre,
-                         all(g.cached for g in sets.values()), time.time() - t0)
+                         all(g.cached for g in sets.values()), time.time() - t0, data_tags)

@@ -3,7 +3,10 @@
 Preprocessing follows S-v1 B.8.1: bicubic resize of the shorter side, centre crop, no
 augmentation; inputs scaled to the encoder's own range and normalisation (its metadata).
 BN runs in inference mode and nothing in the encoder changes (protocol.md §2.1). Features
-stream into a memory-mapped file, so memory stays bounded whatever the dataset size.
+stream into a memory-mapped file, so memory stays bounded whatever the dataset size; a split
+of more than :data:`FP16_ABOVE` values (ImageNet's 1.28M x 2048) is stored as float16, half the
+disk and page cache, and read back memory-mapped. Decoding and resizing run in loader worker
+processes sized by the job's CPU budget (:func:`extraction_workers`), overlapping the forward.
 """
 
 from __future__ import annotations
@@ -62,14 +65,45 @@ class _Preprocessed(torch.utils.data.Dataset):
             return torch.zeros(3, self.crop, self.crop), False
 
 
+# Splits with more feature values than this are stored as float16 (bf16-computed features lose
+# nothing: fp16 has more mantissa bits; values are clipped to its range). 2^28 values = 1 GiB fp32.
+FP16_ABOVE = 1 << 28
+_FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def storage_dtype(n: int, dim: int, dtype: str) -> type:
+    """float16 for large splits extracted in bfloat16, float32 otherwise (a pure function of the
+    cache key's fields, so the key needs no new field)."""
+    return np.float16 if dtype == "bfloat16" and n * dim > FP16_ABOVE else np.float32
+
+
+def extraction_workers(device: torch.device, n_batches: int) -> int:
+    """Decoding workers from the job's CPU budget (``$CLRBENCH_CPUS``, set by the executor; else
+    the machine's cores): beside a GPU, all but the feeding process's core (up to 16); on the
+    CPU, the cores the forward's torch threads leave free. None for a single batch (nothing to
+    overlap)."""
+    budget = int(os.environ.get("CLRBENCH_CPUS") or os.cpu_count() or 1)
+    free = max(1, min(16, budget - 1)) if device.type != "cpu" else max(0, budget - torch.get_num_threads())
+    return min(free, max(0, n_batches - 1))
+
+
+def valid_rows(features: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The rows of decodable images; the memory-mapped array itself when all are (no copy)."""
+    return features if bool(np.all(valid)) else np.asarray(features[valid])
+
+
 @torch.no_grad()
 def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing, out: Path,
                      batch_size: int = 256, dtype: str = "bfloat16", device: str | torch.device = "cpu",
-                     num_workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     num_workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features of every image, written to ``out`` (.npy) atomically.
 
+    Args:
+        num_workers: loader processes; default :func:`extraction_workers`.
+
     Returns:
-        features: (n, feature_dim) float32, memory-mapped from ``out``.
+        features: (n, feature_dim) float32 (float16 above :data:`FP16_ABOVE` values),
+            memory-mapped from ``out``.
         valid: (n,) bool, False for images that could not be decoded (their rows are zeros).
     """
     dev = torch.device(device)
@@ -78,21 +112,26 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
 
     norm = input_normaliser(encoder.meta, dev)
     precision = "auto" if dtype == "bfloat16" else "fp32"
+    n_batches = -(-len(images) // batch_size)
+    workers = extraction_workers(dev, n_batches) if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(_Preprocessed(images, pre), batch_size=batch_size,
-                                         num_workers=num_workers, shuffle=False)
+                                         num_workers=workers, shuffle=False, pin_memory=dev.type == "cuda",
+                                         prefetch_factor=4 if workers else None)
+    store = storage_dtype(len(images), encoder.meta["feature_dim"], dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".npy")
     os.close(fd)
     valid = np.ones(len(images), bool)
     try:
-        feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+        feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=store,
                                           shape=(len(images), encoder.meta["feature_dim"]))
         start = 0
         for x, ok in loader:
             x = norm(x.to(dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)
             with autocast_for(dev, precision):
                 h = module(x)
-            feats[start : start + len(x)] = h.float().cpu().numpy()
+            h = h.float().clamp_(-_FP16_MAX, _FP16_MAX) if store is np.float16 else h.float()
+            feats[start : start + len(x)] = h.cpu().numpy()
             valid[start : start + len(x)] = ok.numpy()
             start += len(x)
         feats.flush()

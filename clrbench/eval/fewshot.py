@@ -137,7 +137,7 @@ def run_fewshot(job: Any) -> Any:
         tags["skipped_images"] = fs.skipped
     n_test = len(fs.y["test"])
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described,
+        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
         value=float(tests.mean()), stderr=std / np.sqrt(len(tests)),
         hparams={"k": proto.k, "draws": proto.draws, "lambda": [float(d["lambda"]) for d in draws], "std": std},
         val_curve=mean_curve,

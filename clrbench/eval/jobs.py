@@ -39,12 +39,17 @@ class EvalJob:
     tasks_dir: str | None = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)  # protocol-specific overrides (e.g. resources)
+    source: str = "files"  # files | hf | auto (clrbench.data.hub)
+    limit: int | None = None  # at most this many images per split (clrbench.data.limit)
+    card_file: str | None = None  # a user task card's file (clrbench.data.user_cards)
 
     @property
     def key(self) -> tuple[str, str, str]:
         """(checkpoint_id, task, protocol name): names the record (a protocol given as a
         path is recorded under the name inside the file)."""
-        return (self.checkpoint_id, self.task, protocol_name(self.protocol))
+        from clrbench.data.limit import limited_name
+
+        return (self.checkpoint_id, self.task, limited_name(protocol_name(self.protocol), self.limit))
 
     def resources(self) -> dict[str, float]:
         """Ray requests: the protocol file's ``resources`` (overridden by ``options``), without
@@ -68,10 +73,11 @@ def protocol_name(protocol: str) -> str:
 
 
 def job_card(job: EvalJob) -> Any:
-    """The task card of ``job`` (a :class:`~clrbench.data.cards.TaskCard`)."""
-    from clrbench.data.cards import load_cards
+    """The task card of ``job`` (a :class:`~clrbench.data.cards.TaskCard`; a user card's file
+    when the job names one)."""
+    from clrbench.data.user_cards import find_card
 
-    return load_cards(job.tasks_dir)[job.task]
+    return find_card(job.task, job.tasks_dir, job.card_file)
 
 
 def split_dir(job: EvalJob) -> Path:
@@ -86,7 +92,7 @@ def load_job_task(job: EvalJob) -> tuple[Any, Any]:
     card = job_card(job)
     root = Path(job.data_root) if job.data_root else None
     try:
-        return card, load_task(card, root, split_dir(job))
+        return card, load_task(card, root, split_dir(job), job.source, job.limit)
     except DatasetError as e:
         if card.source.root_dir is None:  # offline tasks: nothing to fetch
             raise
@@ -130,18 +136,24 @@ def make_record(checkpoint_id: str, task: str, protocol: str, *, status: str = "
                 hparams: dict[str, Any] | None = None, val_curve: list[Any] | None = None,
                 predictions: dict[str, Any] | None = None, split_sizes: dict[str, int] | None = None,
                 split_hash: str = "", timings: dict[str, Any] | None = None, error: str | None = None,
-                tags: dict[str, Any] | None = None, expected_split_sizes: dict[str, int] | None = None) -> Record:
+                tags: dict[str, Any] | None = None, expected_split_sizes: dict[str, int] | None = None,
+                data_tags: dict[str, Any] | None = None) -> Record:
     """The one constructor of evaluation records.
 
     ``card`` and ``proto`` fill the metric, the versions and the expected sizes; when they are
     not given they are looked up by name (``task``, ``protocol``) without ever raising, so a
     failed job still gets its record. A protocol given as a path records under its name.
     ``expected_split_sizes`` overrides the card's (a few-shot draw expects k per class).
+    ``data_tags`` are the task data's (``TaskData.tags``: hub source, ``--limit``): they join the
+    record's tags, and a limited run records under ``PROTOCOL@limitN`` (clrbench.data.limit).
     """
+    from clrbench.data.limit import LIMIT_TAG, limited_name
+
     card = card if card is not None else _safe_card(task, tasks_dir)
     proto = proto if proto is not None else _safe_protocol(protocol)
+    name = limited_name(proto.name if proto is not None else protocol, (data_tags or {}).get(LIMIT_TAG))
     return Record(
-        checkpoint_id=checkpoint_id, task=task, protocol=proto.name if proto is not None else protocol,
+        checkpoint_id=checkpoint_id, task=task, protocol=name,
         metric=card.metric if card is not None else "", status=status, value=value, stderr=stderr,
         task_version=card.version if card is not None else 0,
         protocol_version=proto.version if proto is not None else 0,
@@ -150,7 +162,7 @@ def make_record(checkpoint_id: str, task: str, protocol: str, *, status: str = "
         expected_split_sizes=(expected_split_sizes if expected_split_sizes is not None
                               else dict(card.expected_sizes) if card is not None else {}),
         split_hash=split_hash,
-        timings=timings or {}, provenance=provenance(), error=error, tags=tags or {},
+        timings=timings or {}, provenance=provenance(), error=error, tags={**(data_tags or {}), **(tags or {})},
     )
 
 
@@ -159,8 +171,13 @@ def failed_record(job: Any, error: BaseException) -> Record:
 
     Works for any job whose ``key`` is (checkpoint_id, task, protocol).
     """
+    from clrbench.data.splits import task_tags
+
     cid, task, protocol = tuple(job.key)[:3]
-    return make_record(cid, task, protocol, status="failed", proto=_safe_protocol(getattr(job, "protocol", protocol)),
-                       tasks_dir=getattr(job, "tasks_dir", None),
+    proto = _safe_protocol(getattr(job, "protocol", protocol))
+    # The key's protocol is already PROTOCOL@limitN; the limit is re-applied only to proto.name.
+    limited = task_tags("files", getattr(job, "limit", None)) if proto is not None else None
+    return make_record(cid, task, protocol if proto is None else proto.name, status="failed", proto=proto,
+                       tasks_dir=getattr(job, "tasks_dir", None), data_tags=limited,
                        checkpoint={"path": getattr(job, "checkpoint", "")},
                        error=f"{type(error).__name__}: {error}")

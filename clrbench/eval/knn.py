@@ -114,7 +114,7 @@ def run_knn(job: Any) -> Any:
     if fs.skipped:
         tags["skipped_images"] = fs.skipped
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described,
+        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
         value=float(value), stderr=test_stderr(fs.y["test"], pred, card.multilabel, value),
         hparams={"k": int(k), "temperature": proto.temperature, "weighting": proto.weighting},
         val_curve=[[int(kk), float(v)] for kk, v in curve],

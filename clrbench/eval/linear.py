@@ -37,7 +37,7 @@ def run_linear(job: EvalJob) -> Record:
     if fs.skipped:
         tags["skipped_images"] = fs.skipped
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described,
+        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
         value=float(res.test), stderr=test_stderr(y["test"], pred, card.multilabel, res.test),
         hparams={"lambda": float(res.best_lambda)},
         val_curve=[[float(lam), float(v)] for lam, v in res.val_curve],

@@ -30,6 +30,8 @@ class EvalOptions:
     tasks_dir: str | None = None
     device: str = "cpu"
     force: bool = False  # recompute jobs that already have a record
+    source: str = "files"  # files | hf | auto: where the task images come from (clrbench.data.hub)
+    limit: int | None = None  # smoke run: at most this many images per split (clrbench.data.limit)
 
 
 @dataclass
@@ -90,19 +92,20 @@ class EvalPlan:
 
 def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], results_dir: Path, *,
               data_root: str | None = None, cache_dir: str = ".cache/clrbench", tasks_dir: str | None = None,
-              device: str = "cpu", force: bool = False) -> tuple[list[EvalJob], list[EvalJob]]:
+              device: str = "cpu", force: bool = False, source: str = "files",
+              limit: int | None = None) -> tuple[list[EvalJob], list[EvalJob]]:
     """Expand checkpoints x tasks x protocols; returns (to run, already recorded).
 
     Raises:
         ConfigError: an unknown task or protocol, or a malformed protocol file.
         CheckpointError: a checkpoint that cannot be identified.
     """
-    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.data.user_cards import select_cards
     from clrbench.eval.protocols import load_protocol
     from clrbench.eval.variants import resolve_native
     from clrbench.weights.identity import encoder_info
 
-    cards = select_tasks(tasks, load_cards(tasks_dir))
+    cards = select_cards(tasks, tasks_dir)
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
     # recorded under the name inside it. NAME@native becomes NAME@<R>px per encoder.
     for p in protocols:
@@ -113,12 +116,11 @@ def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
     for spec in checkpoints:
         info = encoder_info(spec, cache_dir)
         resolved = {p: resolve_native(p, info.meta, spec) for p in protocols}
-        for card in cards:
+        for card, card_file in cards:
             for p in protocols:
                 job = EvalJob(spec, info.checkpoint_id, card.name, resolved[p], data_root, cache_dir, tasks_dir,
-                              device)
-                name = load_protocol(resolved[p]).name
-                recorded = not force and has_record(results_dir, info.checkpoint_id, card.name, name)
+                              device, source=source, limit=limit, card_file=card_file)
+                recorded = not force and has_record(results_dir, *job.key)
                 (done if recorded else todo).append(job)
     return todo, done
 
@@ -129,7 +131,7 @@ def plan_eval(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
     run's name, step and epoch (what a score-vs-epoch curve needs)."""
     todo, done = plan_jobs(checkpoints, tasks, protocols, results, data_root=options.data_root,
                            cache_dir=options.cache_dir, tasks_dir=options.tasks_dir, device=options.device,
-                           force=options.force)
+                           force=options.force, source=options.source, limit=options.limit)
     progress: dict[str, dict[str, Any]] = {}  # read on first use: a plan with nothing to do reads no file
 
     def annotate(job: Any, rec: Record) -> Record:

@@ -18,6 +18,7 @@ from torch import Tensor
 from clrbench.eval import metrics, probe_path
 from clrbench.eval.lbfgs import Lbfgs, Objective, Preconditioner, threads_for
 from clrbench.eval.probe_input import ProbeInputError, check_layout, check_values
+from clrbench.eval.rows import stack_rows
 
 # Leading eigenpairs of the features' Gram kept by the preconditioner (lbfgs.Preconditioner).
 _RANK = 256
@@ -86,8 +87,7 @@ class _Design:
     """
 
     def __init__(self, train_x: np.ndarray, val_x: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        a = torch.from_numpy(np.concatenate([train_x, val_x]).astype(np_dtype, copy=False)).to(device)
+        a = stack_rows([train_x, val_x], device, dtype)  # chunk by chunk: features may be memory-mapped fp16
         self.mu = a.mean(0)
         a = a - self.mu
         self.n_train, self.d = len(train_x), a.shape[1]
@@ -370,7 +370,7 @@ def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, tes
     solver.n_evals += both.n_evals
     test_x, test_y = check_values("test_x", np.asarray(test_x)), check_values("test_y", np.asarray(test_y))
     w = solver.design.weights(theta)
-    x = torch.from_numpy(np.ascontiguousarray(test_x)).to(device=w.device, dtype=w.dtype)
+    x = stack_rows([test_x], w.device, w.dtype)
     # Centred as in the fit: x @ w - mu @ w would cancel digits in float32.
     test_scores = solver.task.scores((x - solver.design.mu) @ w + theta[-1])
     return test_x, test_scores, 100.0 * metrics.score(metric, test_y, test_scores, test_ignore)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clrbench.data.cards import task_order
+from clrbench.data.limit import is_limited
 from clrbench.leaderboard.reference import ReferenceRow, load_references
 from clrbench.leaderboard.significance import correctness, paired_permutation_test
 from clrbench.records import Record, RecordError, read_records
@@ -301,7 +302,8 @@ def _protocol_order(protocol: str) -> tuple[int, str]:
 
 def board_for_results(results_dir: Path | str, protocol: str | None = None, baseline: str | None = None,
                       *, tasks: Sequence[str] | None = None, checkpoints: Sequence[str] | None = None,
-                      references: Sequence[ReferenceRow] | None = None) -> list[Board]:
+                      references: Sequence[ReferenceRow] | None = None,
+                      include_limited: bool = False) -> list[Board]:
     """One board per protocol present under ``results_dir/records`` (linear, finetune, then by name).
 
     Args:
@@ -311,12 +313,14 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
         tasks: the columns (default: the tasks recorded).
         checkpoints: only these checkpoint ids.
         references: published rows (default: :func:`load_references`).
+        include_limited: also the records of ``--limit`` smoke runs (protocol ``<name>@limitN``),
+            each such protocol in its own board; by default they are left out.
 
     Raises:
         RecordError: an invalid record file (named).
         BoardError: the baseline is in none of the boards.
     """
-    records = read_records(results_dir)
+    records = [r for r in read_records(results_dir) if include_limited or not is_limited(r.protocol)]
     if checkpoints is not None:
         records = [r for r in records if r.checkpoint_id in checkpoints]
     refs = list(references) if references is not None else load_references()

@@ -35,7 +35,7 @@ class Recipe:
 
 
 # Sources that are dead or need a login: `download` prints their manual steps only.
-MANUAL_ONLY = frozenset({"sun397", "cars"})
+MANUAL_ONLY = frozenset({"sun397", "cars", "imagenet"})
 
 _VGG = "https://www.robots.ox.ac.uk/~vgg/data"
 
@@ -76,6 +76,11 @@ MANUAL = {
     "caltech101": "Download caltech-101.zip from https://data.caltech.edu/records/mzrjq-6wc02, unzip "
     "it and extract the 101_ObjectCategories.tar.gz inside into {data}/caltech101, giving "
     "{data}/caltech101/101_ObjectCategories/BACKGROUND_Google/ (102 class folders in all).",
+    "imagenet": "ILSVRC-2012 needs an image-net.org login. Download ILSVRC2012_img_train.tar, "
+    "ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz; extract train into "
+    "{data}/imagenet/train/<wnid>/ (one tar per class inside), val into {data}/imagenet/val/ and the "
+    "devkit into {data}/imagenet/ (giving {data}/imagenet/ILSVRC2012_devkit_t12/data/meta.mat); val "
+    "may also be in class folders, or flat with Kaggle's LOC_val_solution.csv in {data}/imagenet/.",
     "flowers102": f"Download 102flowers.tgz, imagelabels.mat and setid.mat from {_VGG}/flowers/102/ "
     "into {data}/flowers-102 and extract the tgz there, giving {data}/flowers-102/jpg/.",
 }
@@ -119,6 +124,7 @@ def recipes() -> dict[str, Recipe]:
         "sun397": Recipe((Resource(SUN397._DATASET_URL, "SUN397.tar.gz", SUN397._DATASET_MD5),),
                          MANUAL["sun397"], automatic="sun397" not in MANUAL_ONLY),
         "cars": Recipe((), MANUAL["cars"], automatic=False),  # no URL left to try
+        "imagenet": Recipe((), MANUAL["imagenet"], automatic=False),  # behind a login
         "aircraft": Recipe((Resource(FGVCAircraft._URL, "fgvc-aircraft-2013b.tar.gz", None),),
                            MANUAL["aircraft"]),
         "voc2007": Recipe(tuple(Resource(v["url"], v["filename"], v["md5"]) for v in voc),

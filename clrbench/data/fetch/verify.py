@@ -131,6 +131,32 @@ def _birdsnap_partial(report: VerifyReport, card: TaskCard, folder: Path) -> Non
         report.status, report.diff = "partial", []
 
 
+def verify_hub(card: TaskCard, split_dir: Path | None = None) -> VerifyReport:
+    """Check one card's Hugging Face hub copy (cached, or fetched when online) against the card:
+    classes mapped onto the card's, and split sizes; the card's own account of what differs
+    from the protocol (``source.hub.differences``) is a note."""
+    hub = card.source.hub
+    report = VerifyReport(card.name, None, expected_classes=card.num_classes,
+                          expected_sizes=dict(card.expected_sizes))
+    if hub is None:
+        report.status = "missing"
+        report.diff.append(f"{card.name}: the card names no hub copy (source.hub); see tasks/README.md.")
+        return report
+    report.notes.append(f"hub {hub.id}" + ("" if hub.reproduces else f": {hub.differences}"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="clrbench-verify-") as tmp:
+            data = load_task(card, None, split_dir or Path(tmp), source="hf")
+    except DatasetError as e:
+        report.status = "error"
+        report.diff.append(str(e))
+        return report
+    report.sizes = data.sizes()
+    report.num_classes, names = _classes_of(data.train)
+    _compare(report, card, names)
+    report.status = "differs" if report.diff else "ok"
+    return report
+
+
 def verify_task(card: TaskCard, data_root: Path | None, *, check_md5: bool = True,
                 split_dir: Path | None = None) -> VerifyReport:
     """Check one card's dataset under ``data_root``.
@@ -171,12 +197,14 @@ def verify_task(card: TaskCard, data_root: Path | None, *, check_md5: bool = Tru
 
 
 def verify_tasks(cards: list[TaskCard], data_root: Path | None, *, check_md5: bool = True,
-                 split_dir: Path | None = None,
-                 progress: Progress | None = None) -> list[VerifyReport]:
-    """:func:`verify_task` for each card; ``progress("verify", done, total)`` after each."""
+                 split_dir: Path | None = None, progress: Progress | None = None,
+                 source: str = "files") -> list[VerifyReport]:
+    """:func:`verify_task` (``source="hf"``: :func:`verify_hub`) for each card;
+    ``progress("verify", done, total)`` after each."""
     out = []
     for i, card in enumerate(cards, 1):
-        out.append(verify_task(card, data_root, check_md5=check_md5, split_dir=split_dir))
+        out.append(verify_hub(card, split_dir) if source == "hf" else
+                   verify_task(card, data_root, check_md5=check_md5, split_dir=split_dir))
         if progress:
             progress("verify", i, len(cards))
     return out

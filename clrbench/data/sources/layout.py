@@ -35,6 +35,7 @@ REQUIRED_FILES: dict[str, tuple[str, ...]] = {
     "pets": ("annotations/trainval.txt", "annotations/test.txt", "images"),
     "caltech101": ("101_ObjectCategories/BACKGROUND_Google",),
     "flowers102": ("imagelabels.mat", "setid.mat", "jpg"),
+    "imagenet": ("train", "val"),  # ILSVRC-2012 folders; val's labels: see sources/imagenet.py
 }
 
 # The folder under the data root each loader reads: the names torchvision uses, so a data root
@@ -52,4 +53,5 @@ ROOT_DIRS: dict[str, str] = {
     "pets": "oxford-iiit-pet",
     "caltech101": "caltech101",
     "flowers102": "flowers-102",
+    "imagenet": "imagenet",
 }

@@ -287,6 +287,7 @@ def grid_record(ctx: Context, trials: list[TrialResult], spec: Any, final: tuple
     return make_record(
         ctx.job.checkpoint_id, ctx.card.name, ctx.proto.name, card=ctx.card, proto=ctx.proto,
         status="ok" if error is None else "diverged", checkpoint=ctx.encoder.describe(), value=value,
+        data_tags=ctx.data.tags,
         stderr=stderr, hparams=hparams, val_curve=val_curve(trials), predictions=predictions, split_sizes=sizes,
         split_hash=ctx.data.split_hash, timings=timings, error=error,
         tags={"diverged_trials": diverged} if diverged else {},

@@ -291,7 +291,7 @@ def _record(ctx: SemiContext, trials: list[TrialResult], spec: Any, final: tuple
     timings["total_s"] = round(time.time() - t0, 3)
     sizes = {"train": len(ctx.data.train), "val": len(ctx.data.val), "test": len(test)}  # labelled: tags
     return make_record(
-        ctx.job.checkpoint_id, ctx.card.name, p.name, card=ctx.card, proto=p,
+        ctx.job.checkpoint_id, ctx.card.name, p.name, card=ctx.card, proto=p, data_tags=ctx.data.tags,
         status="ok" if error is None else "diverged", value=value, stderr=stderr,
         checkpoint=ctx.encoder.describe(), hparams=hparams, val_curve=val_curve(trials), predictions=predictions,
         split_sizes=sizes, split_hash=ctx.data.split_hash, timings=timings, error=error, tags=tags,
