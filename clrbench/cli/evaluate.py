@@ -43,7 +43,7 @@ def probe(
 @_guard
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
-    tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
+    tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names; list prints them.")] = "quick",
     protocol: Annotated[str, typer.Option(help="Comma list: linear, finetune, finetune-short.")] = "linear",
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
@@ -60,9 +60,17 @@ def eval_(
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, not {executor!r}.")
+    from clrbench.cli.notices import print_task_list, skip_missing_data
+
+    if tasks == "list":
+        return print_task_list(tasks_dir, data_root or os.environ.get("CLRBENCH_DATA"))
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     _check_writable(results)
+    # A dataset not on disk is a missing prerequisite: its tasks are left out here, said once.
+    tasks, skipped = skip_missing_data(tasks, data_root or os.environ.get("CLRBENCH_DATA"), tasks_dir)
+    if not tasks:
+        raise typer.Exit(2)
     plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
                   "tasks_dir": str(tasks_dir) if tasks_dir else None, "device": device, "force": force},
@@ -71,6 +79,9 @@ def eval_(
     if watch is not None:
         ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
     _show_board(results, None, "table", None, None, ids)
+    if skipped:
+        console.print(f"Not run, data missing (see above): {', '.join(skipped)}.", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 class _Plan:
@@ -206,7 +217,9 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks))
     if not boards:
-        fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
+        from clrbench.cli.notices import records_elsewhere
+
+        fail(records_elsewhere(results, protocol), 1)
     for board in boards:
         if fmt == "table":
             for block in render.render_rich_blocks(board, stdout.width):

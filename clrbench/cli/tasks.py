@@ -18,19 +18,26 @@ app.add_typer(data_app, name="data")
 
 @tasks_app.command("ls")
 @_guard
-def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None) -> None:
-    """List the task cards with their metric and split sizes."""
+def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+             root: Annotated[Path | None, typer.Option(help="Data root to look for the datasets in (default: $CLRBENCH_DATA).")] = None) -> None:
+    """List the task cards with their metric, split sizes and whether the dataset is installed."""
+    from rich.markup import escape
     from rich.table import Table
 
     from clrbench.data.cards import load_cards
+    from clrbench.data.presence import installed
 
-    t = Table(title="clrbench tasks")
-    for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "title"):
+    data_root = root or os.environ.get("CLRBENCH_DATA") or None
+    t = Table(title="clrbench tasks", caption=f"installed: under {escape(str(data_root))}" if data_root
+              else "installed: no data root (--root or $CLRBENCH_DATA); offline = generated, nothing to install")
+    for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "installed", "title"):
         t.add_column(col, justify="right" if col in ("v", "classes", "train", "val", "test") else "left")
     for c in load_cards(tasks_dir).values():
         s = c.expected_sizes
-        t.add_row(c.name, str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
-                  f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", c.title)
+        have = installed(c, data_root)
+        state = "[dim]offline[/]" if have is None else ("[green]yes[/]" if have else "[red]no[/]")
+        t.add_row(escape(c.name), str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
+                  f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", state, escape(c.title))
     stdout.print(t)
 
 

@@ -83,6 +83,7 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
     from clrbench.data.cards import load_cards, select_tasks
     from clrbench.eval.protocols import load_protocol
     from clrbench.weights.adapters import load_encoder
+    from clrbench.weights.identity import known_checkpoint_id
 
     cards = select_tasks(tasks, load_cards(tasks_dir))
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
@@ -91,7 +92,7 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
     todo: list[EvalJob] = []
     done: list[EvalJob] = []
     for spec in checkpoints:
-        cid = load_encoder(spec).checkpoint_id
+        cid = known_checkpoint_id(load_encoder(spec), results_dir)  # same weights, same id and records
         for card in cards:
             for p in protocols:
                 job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
