@@ -126,3 +126,45 @@ def test_leaderboard_protocol_without_records_says_what_exists(tmp_path: Path) -
     res = runner.invoke(app, ["leaderboard", "--results", str(tmp_path), "--protocol", "linear"])
     assert res.exit_code == 1
     assert "no linear records" in res.output and "finetune records" in res.output
+
+
+def test_study_trial_table_shows_bracketed_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich must not eat `[crop, cutout]` as markup; the estimate is a range."""
+    import clrbench.study.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "seconds_per_image", lambda cfg, *a, **k: (1e-4, 5e-5))
+    res = runner.invoke(app, ["study", "augment", "--dry-run", "--budget", "smoke", "--tasks", "digits",
+                              "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "augment.ops=[crop, crop, cutout]" in res.output
+    assert "Estimate: 49 trials x " in res.output and "fastest of 5 timed passes" in res.output
+    est = res.output.split("Estimate: 49 trials x ")[1].split(" ")[0]
+    assert "-" in est  # a range, e.g. 3-5 s
+
+
+def test_pretrain_dry_run_without_data_prints_both_lr_scalings() -> None:
+    res = runner.invoke(app, ["pretrain", "imagenet-r50-1x", "--data", "/nonexistent/imagenet/train", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "ImageNet's 1,281,167 training images" in res.output and "total_steps: 31200" in res.output
+    assert "lr if linear scaling: 4.8" in res.output and "lr if sqrt scaling: 19.2" in res.output
+    res = runner.invoke(app, ["pretrain", "imagenet-r50-1x", "--data", "/nonexistent/x", "--dry-run",
+                              "--set", "data.num_images=8192"])
+    assert res.exit_code == 0 and "num_images: 8192" in res.output and "steps_per_epoch: 2" in res.output
+
+
+def test_resume_of_a_finished_run_says_so_not_nan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import clrbench.launch as launch_mod
+    from clrbench.pretraining.train import TrainSummary
+
+    monkeypatch.setattr(launch_mod, "launch", lambda cfg, **kw: TrainSummary(
+        tmp_path, tmp_path / "last.pt", 230, float("nan"), 0.1, None))  # type: ignore[arg-type]
+    res = runner.invoke(app, ["pretrain", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "already finished its 230 steps" in res.output and "nan" not in res.output
+
+
+def test_data_verify_has_no_none_in_the_classes_column(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["data", "verify", "--tasks", "dtd", "--root", str(tmp_path), "--no-md5"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 1
+    assert "None" not in res.output and "-/47" in res.output

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.board import JobBoard
 from clrbench.cli.common import _guard, app, console, fail, stdout
@@ -102,7 +103,7 @@ class _Plan:
             return []
         todo, done = plan_jobs(specs, self.tasks, self.protocols, self.results, **self.job_args)
         if done:
-            console.print(f"{len(done)} job(s) already recorded in {self.results}/records (use --force to recompute).")
+            console.print(f"{len(done)} job(s) already recorded in {self.results}/records (use --force to recompute).", markup=False)
         progress = {spec: checkpoint_progress(spec) for spec in specs}
         if todo:
             with JobBoard(console) as on_event:
@@ -114,7 +115,7 @@ class _Plan:
                     annotate=lambda job, r: _with_progress(r, progress.get(job.checkpoint, {})), **self.ray_args)]
             for r in stored:
                 if r.status != "ok":
-                    console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
+                    console.print(f"[red]{r.status}[/] " + escape(f"{r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}"))
         return list(dict.fromkeys(j.checkpoint_id for j in todo + done))
 
 
@@ -138,18 +139,18 @@ def _watch(plan: _Plan, run_dir: Path, snapshots: Path, poll: float) -> list[str
     ids: list[str] = []
 
     def evaluate(paths: list[Path]) -> None:
-        console.print(f"[bold]{run_dir}[/]: new checkpoint(s) {', '.join(p.stem for p in paths)}")
+        console.print(f"[bold]{escape(str(run_dir))}[/]: new checkpoint(s) " + escape(", ".join(p.stem for p in paths)))
         ids.extend(plan.evaluate([str(p) for p in paths]))
         _show_curves(plan.results, ids)
 
-    console.print(f"Watching {run_dir} every {poll:g} s; Ctrl-C stops (records so far are kept).")
+    console.print(f"Watching {run_dir} every {poll:g} s; Ctrl-C stops (records so far are kept).", markup=False)
     try:
         watcher = watch_run(run_dir, snapshots, evaluate, poll_s=poll)
     except KeyboardInterrupt:
         console.print("Stopped watching.")
         return ids
     if watcher.finished:
-        console.print(f"{run_dir}: the run's final checkpoint is evaluated.")
+        console.print(f"{run_dir}: the run's final checkpoint is evaluated.", markup=False)
     return ids
 
 
@@ -230,7 +231,7 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
         if plot is not None:
             target = plot if len(boards) == 1 else plot.with_name(f"{plot.stem}-{board.protocol}{plot.suffix}")
             render.plot(board, target)
-            console.print(f"Plot written to {target}.")
+            console.print(f"Plot written to {target}.", markup=False)
     if fmt in ("table", "md") or plot is not None:
         _show_curves(results, only, protocol, fmt if fmt in ("table", "md") else None, plot)
 
@@ -250,4 +251,4 @@ def _show_curves(results: Path, only: list[str] | None, protocol: str | None = N
             stdout.print("\n" + lc.curve_markdown(c), end="", markup=False, highlight=False, soft_wrap=True)
     if curves and plot is not None:
         target = lc.plot_curves(curves, plot.with_name(f"{plot.stem}-curve{plot.suffix}"))
-        console.print(f"Curve plot written to {target}.")
+        console.print(f"Curve plot written to {target}.", markup=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, fail, stdout
 
@@ -21,7 +22,6 @@ app.add_typer(data_app, name="data")
 def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
              root: Annotated[Path | None, typer.Option(help="Data root to look for the datasets in (default: $CLRBENCH_DATA).")] = None) -> None:
     """List the task cards with their metric, split sizes and whether the dataset is installed."""
-    from rich.markup import escape
     from rich.table import Table
 
     from clrbench.data.cards import load_cards
@@ -117,7 +117,7 @@ def data_download(
         reports = download_tasks(cards, _data_root(root), progress=bars, workers=workers)
     for r in reports:
         colour = "green" if r.ok else ("yellow" if r.status == "manual" else "red")
-        stdout.print(f"[{colour}]{r.task:<11} {r.status:<10}[/] {r.message}", highlight=False)
+        stdout.print(f"[{colour}]{escape(f'{r.task:<11} {r.status:<10}')}[/] {escape(r.message)}", highlight=False)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
@@ -143,9 +143,9 @@ def data_verify(
         t.add_column(col, overflow="fold")
     for r in reports:
         sizes = [f"{r.sizes.get(s, '-')}/{r.expected_sizes.get(s, '-')}" for s in ("train", "val", "test")]
+        classes = f"{'-' if r.num_classes is None else r.num_classes}/{r.expected_classes}"  # None: not read
         colour = "green" if r.status == "ok" else ("yellow" if r.ok else "red")
-        t.add_row(r.task, f"[{colour}]{r.status}[/]", f"{r.num_classes}/{r.expected_classes}", *sizes,
-                  " ".join(r.diff + r.notes) or "-")
+        t.add_row(escape(r.task), f"[{colour}]{r.status}[/]", classes, *sizes, escape(" ".join(r.diff + r.notes) or "-"))
     stdout.print(t)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

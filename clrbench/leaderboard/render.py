@@ -57,7 +57,9 @@ def render_rich(board: Board, tasks: list[str] | None = None, totals: bool = Tru
     from rich.text import Text
 
     tasks = list(board.tasks) if tasks is None else tasks
-    table = Table(title=f"clrbench leaderboard: {board.protocol}", caption="\n".join(board.notes) if caption else None,
+    from rich.markup import escape
+
+    table = Table(title=escape(f"clrbench leaderboard: {board.protocol}"), caption="\n".join(board.notes) if caption else None,
                   caption_justify="left", header_style="bold")
     # Numbers never wrap; long model labels fold instead. Non-top-1 metrics are marked under
     # the task name.

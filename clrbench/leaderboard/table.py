@@ -92,16 +92,17 @@ def _cell(cell: Cell, stacked: bool) -> Any:
 def _table(board: Board, tasks: list[str], labels: dict[str, str], totals: bool, stacked: bool,
            title: str | None) -> Any:
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+    table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
                   collapse_padding=True, header_style="bold", title_justify="left")
     table.add_column("model", no_wrap=True)
     metric = {c.task: c.metric for c in board.columns}
     for t in tasks:
         mark = METRIC_MARK.get(metric.get(t) or "")
-        table.add_column(header(t) + (f"\n{mark}" if mark else ""), justify="right", no_wrap=True)
+        table.add_column(escape(header(t)) + (f"\n{mark}" if mark else ""), justify="right", no_wrap=True)
     if totals:
         table.add_column("mean", justify="right", no_wrap=True)
         table.add_column("rank", justify="right", no_wrap=True)
