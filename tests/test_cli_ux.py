@@ -168,3 +168,22 @@ def test_data_verify_has_no_none_in_the_classes_column(tmp_path: Path) -> None:
                         env={"COLUMNS": "200"})
     assert res.exit_code == 1
     assert "None" not in res.output and "-/47" in res.output
+
+
+def test_eval_wandb_offline_and_without_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+
+    enc = load_encoder(TINY)
+    results = tmp_path / "results"
+    write_record(results, _record(enc.checkpoint_id, enc.describe()))
+    args = ["eval", "--checkpoint", TINY, "--tasks", "digits", "--results", str(results), "--wandb", "clrbench-test"]
+    monkeypatch.chdir(tmp_path)
+    has_wandb = importlib.util.find_spec("wandb") is not None  # optional: else only the sentence is checked
+    res = runner.invoke(app, args, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    if has_wandb:
+        assert res.exit_code == 0, res.output
+        assert "Logged to Weights & Biases" in res.output and list((tmp_path / "wandb").glob("offline-run-*"))
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "pip install wandb" in res.output and "Traceback" not in res.output

@@ -57,17 +57,20 @@ def eval_(
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
     watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
+    wandb_project: Annotated[str | None, typer.Option("--wandb", help="Also log the boards and records to this Weights & Biases project (pip install wandb; WANDB_MODE=offline needs no network).")] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, not {executor!r}.")
     from clrbench.cli.notices import print_task_list, skip_missing_data
+    from clrbench.cli.sinks import check_wandb, log_wandb
 
     if tasks == "list":
         return print_task_list(tasks_dir, data_root or os.environ.get("CLRBENCH_DATA"))
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     _check_writable(results)
+    check_wandb(wandb_project)
     # A dataset not on disk is a missing prerequisite: its tasks are left out here, said once.
     tasks, skipped = skip_missing_data(tasks, data_root or os.environ.get("CLRBENCH_DATA"), tasks_dir)
     if not tasks:
@@ -80,6 +83,8 @@ def eval_(
     if watch is not None:
         ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
     _show_board(results, None, "table", None, None, ids)
+    log_wandb(wandb_project, results, ids, {"tasks": tasks, "protocols": protocol, "checkpoints": checkpoint or [],
+                                            "watch": str(watch) if watch else None})
     if skipped:
         console.print(f"Not run, data missing (see above): {', '.join(skipped)}.", markup=False, highlight=False)
         raise typer.Exit(1)
@@ -182,13 +187,13 @@ def _check_writable(results: Path) -> None:
 # ----------------------------------------------------------------------------- leaderboard
 
 
-@app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n"
+@app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n  clrbench leaderboard --tasks all --format html > board.html\n\n"
              "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png\n\n"
              "  clrbench leaderboard --tasks all --baseline 'SimCLR R50 (' --plot board.png")
 @_guard
 def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
-    format_: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
+    format_: Annotated[str, typer.Option("--format", help="table, md, csv, json, or html (one self-contained page: sortable boards and their plots).")] = "table",
     baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Only this protocol's table.")] = None,
     tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
@@ -213,14 +218,19 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
     from clrbench.leaderboard import board as lb
     from clrbench.leaderboard import render
 
-    if fmt not in ("table", "md", "csv", "json"):
-        fail(f"--format must be table, md, csv or json, not {fmt!r}.")
+    if fmt not in ("table", "md", "csv", "json", "html"):
+        fail(f"--format must be table, md, csv, json or html, not {fmt!r}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks))
     if not boards:
         from clrbench.cli.notices import records_elsewhere
 
         fail(records_elsewhere(results, protocol), 1)
+    if fmt == "html":
+        from clrbench.cli.sinks import html_page
+
+        typer.echo(html_page(boards, results, only, protocol), nl=False)
+        return
     for board in boards:
         if fmt == "table":
             for block in render.render_rich_blocks(board, stdout.width):
