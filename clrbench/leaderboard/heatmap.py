@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clrbench.atomic import write_bytes
-from clrbench.leaderboard.table import ABBREV, header, short_labels
+from clrbench.leaderboard.table import ABBREV, METRIC_MARK, header, short_labels
 
 if TYPE_CHECKING:
     from clrbench.leaderboard.board import Board, Cell
@@ -37,7 +37,8 @@ def heatmap_png(board: Board) -> bytes:
 
     rows, tasks = list(board.rows), list(board.tasks)
     labels, legend = short_labels(board, 32)
-    heads = [header(t) for t in tasks] + ["mean"]
+    metric = {c.task: METRIC_MARK.get(c.metric or "") for c in board.columns}
+    heads = [header(t) + (f"\n{metric[t]}" if metric.get(t) else "") for t in tasks] + ["mean"]
     grid = [[row.cells[t] for t in tasks] for row in rows]
     values = [[math.nan if c.value is None else c.value for c in line] + [math.nan if r.mean is None else r.mean]
               for line, r in zip(grid, rows, strict=True)]

@@ -40,8 +40,8 @@ def middle_ellipsis(text: str, width: int) -> str:
 
 
 def header(task: str) -> str:
-    """The column header of a task: its abbreviation, or its name cut to 7 characters."""
-    return ABBREV.get(task) or middle_ellipsis(task, 7)
+    """The column header of a task: its abbreviation, or its name cut to 8 characters."""
+    return ABBREV.get(task) or middle_ellipsis(task, 8)
 
 
 def short_labels(board: Board, width: int) -> tuple[dict[str, str], list[str]]:
@@ -165,12 +165,13 @@ def board_blocks(board: Board, width: int) -> list[RenderableType]:
                   for i, c in enumerate(chunks)]
         if all(_width(t) <= width for t in tables):
             break
-    used = [t for t in board.tasks if t in ABBREV or len(t) > 7]
+    used = [t for t in board.tasks if t in ABBREV or len(t) > 8]
     heads = ", ".join(f"{header(t)} = {t}" for t in used)
     marks = sorted({METRIC_MARK[c.metric] for c in board.columns if c.metric in METRIC_MARK})
     lines = list(board.notes)
-    if heads:
-        lines.append(f"columns: {heads}" + "".join(f"; {m} = {MARK_MEANING[m]}" for m in marks) + ".")
+    parts = ([heads] if heads else []) + [f"{m} = {MARK_MEANING[m]}" for m in marks]
+    if parts:
+        lines.append("columns: " + "; ".join(parts) + ".")
     if legend:
         lines.append("rows: " + "; ".join(legend) + ".")
     lines += [f"{labels.get(r.label, r.label)} is also: {', '.join(r.aliases)} (same weights)." for r in board.rows if r.aliases]
