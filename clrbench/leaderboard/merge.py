@@ -31,7 +31,8 @@ def merge_identities(records: Sequence[Record], aliases: Mapping[str, Sequence[s
         key = identity_key(r.checkpoint) if r.status == "ok" else None
         groups[key or f"id:{r.checkpoint_id}"].append(r)
     rename: dict[str, str] = {}
-    for recs in groups.values():
+    # Identity groups first: a failed record (no hash) follows the name its weights' ok records got.
+    for _, recs in sorted(groups.items(), key=lambda kv: kv[0].startswith("id:")):
         ids = [r.checkpoint_id for r in recs]
         canonical = pick_canonical(ids)
         rename.update({i: canonical for i in ids if i not in rename})
