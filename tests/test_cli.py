@@ -41,9 +41,13 @@ def test_bad_recipe_key_and_type() -> None:
 
 
 def test_missing_and_empty_data_folder(tmp_path: Path) -> None:
-    out = _one_sentence(runner.invoke(app, ["pretrain", "--data", str(tmp_path / "nope"), "--set",
-                                            "data.source=folder", "--dry-run"]))
-    assert "does not exist" in out
+    # A dry run resolves without the data (issue 14), using the recipe's data.num_images ...
+    res = runner.invoke(app, ["pretrain", "--data", str(tmp_path / "nope"), "--set", "data.source=folder", "--dry-run"])
+    assert res.exit_code == 0 and "does not exist" in res.output and "data.num_images=12000" in res.output
+    # ... and says what it needs when nothing gives the size.
+    out = _one_sentence(runner.invoke(app, ["pretrain", "cifar10-r18", "--data", str(tmp_path / "nope"), "--set",
+                                            "data.source=folder", "--set", "run.name=mine", "--dry-run"]))
+    assert "does not exist" in out and "data.num_images=N" in out
     out = _one_sentence(runner.invoke(app, ["pretrain", "--data", str(tmp_path), "--dry-run"]))
     assert "holds no images" in out
 

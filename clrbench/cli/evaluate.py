@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, fail
 from clrbench.cli.leaderboard import show_board, show_curves
@@ -21,7 +22,7 @@ from clrbench.cli.progress import JobProgress
 @_guard
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
-    tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names (clrbench tasks ls).")] = "quick",
+    tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names or task card files (clrbench tasks ls); list prints them.")] = "quick",
     protocol: Annotated[str, typer.Option(help="Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short, finetune-asha (the fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path; NAME@native or NAME@32px at another resolution.")] = "linear",
     resolution: Annotated[str | None, typer.Option(help="native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as PROTOCOL@native / PROTOCOL@32px, recorded under that name.")] = None,
     data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
@@ -39,15 +40,26 @@ def eval_(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Start fine-tune protocols even when their estimate is above an hour.")] = False,
     source: Annotated[str, typer.Option(help="files (the data root), hf (the cards' Hugging Face hub copies) or auto (the files if on disk, else the hub copy).")] = "auto",
     limit: Annotated[int | None, typer.Option(help="Smoke run: at most N images per split; records are kept apart (protocol@limitN).")] = None,
+    wandb_project: Annotated[str | None, typer.Option("--wandb", help="Also log the boards and records to this Weights & Biases project (pip install wandb; WANDB_MODE=offline needs no network).")] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     from clrbench.eval.plan import EvalOptions, check_writable, expand_checkpoints
 
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, not {executor!r}.")
+    from clrbench.cli.notices import print_task_list, skip_missing_data
+    from clrbench.cli.sinks import check_wandb, log_wandb
+
+    if tasks == "list":
+        return print_task_list(tasks_dir, data_root or os.environ.get("CLRBENCH_DATA"))
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     check_writable(results)
+    check_wandb(wandb_project)
+    # A dataset not on disk is a missing prerequisite: its tasks are left out here, said once.
+    tasks, skipped = skip_missing_data(tasks, data_root or os.environ.get("CLRBENCH_DATA"), tasks_dir)
+    if not tasks:
+        raise typer.Exit(2)
     specs = expand_checkpoints(checkpoint or [])
     protocols = [p.strip() for p in protocol.split(",") if p.strip()]
     if resolution is not None:  # eval/variants.py: the record names the resolution
@@ -65,6 +77,11 @@ def eval_(
     if watch is not None:
         ids += _watch(batch, watch, Path(cache_dir) / "watch", poll)
     show_board(results, None, "table", None, None, ids, include_limited=limit is not None)
+    log_wandb(wandb_project, results, ids, {"tasks": tasks, "protocols": protocol, "checkpoints": checkpoint or [],
+                                            "watch": str(watch) if watch else None})
+    if skipped:
+        console.print(f"Not run, data missing (see above): {', '.join(skipped)}.", markup=False, highlight=False)
+        raise typer.Exit(1)
 
 
 @dataclass
@@ -88,14 +105,14 @@ class _Batch:
         plan = plan_eval(specs, self.tasks, self.protocols, self.results, self.options)
         if plan.done:
             console.print(f"{len(plan.done)} job(s) already recorded in {self.results}/records "
-                          "(use --force to recompute).")
+                          "(use --force to recompute).", markup=False)
         _confirm_finetune_cost(plan.todo, self.yes)
         if plan.todo:
             with JobProgress(console) as on_event:
                 stored = plan.execute(self.executor, on_event, **self.ray_args)
             for r in stored:
                 if getattr(r, "status", "ok") != "ok" and hasattr(r, "checkpoint_id"):
-                    console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
+                    console.print(f"[red]{r.status}[/] " + escape(f"{r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}"))
         return plan.checkpoint_ids
 
 
@@ -124,16 +141,16 @@ def _watch(batch: _Batch, run_dir: Path, snapshots: Path, poll: float) -> list[s
     ids: list[str] = []
 
     def evaluate(paths: list[Path]) -> None:
-        console.print(f"[bold]{run_dir}[/]: new checkpoint(s) {', '.join(p.stem for p in paths)}")
+        console.print(f"[bold]{escape(str(run_dir))}[/]: new checkpoint(s) " + escape(", ".join(p.stem for p in paths)))
         ids.extend(batch.evaluate([str(p) for p in paths]))
         show_curves(batch.results, ids)
 
-    console.print(f"Watching {run_dir} every {poll:g} s; Ctrl-C stops (records so far are kept).")
+    console.print(f"Watching {run_dir} every {poll:g} s; Ctrl-C stops (records so far are kept).", markup=False)
     try:
         watcher = watch_run(run_dir, snapshots, evaluate, poll_s=poll)
     except KeyboardInterrupt:
         console.print("Stopped watching.")
         return ids
     if watcher.finished:
-        console.print(f"{run_dir}: the run's final checkpoint is evaluated.")
+        console.print(f"{run_dir}: the run's final checkpoint is evaluated.", markup=False)
     return ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, stdout
 
@@ -23,7 +24,7 @@ def export(
     path, enc = export_encoder(checkpoint, out, with_head)
     m = enc.meta
     norm = "no mean/std" if not m.get("mean") else f"mean {m['mean']} std {m['std']}"
-    stdout.print(f"Wrote [bold]{path}[/]: {m['arch']} width {m['width']:g}, {m['stem']} stem, "
+    stdout.print(f"Wrote [bold]{escape(str(path))}[/]: {m['arch']} width {m['width']:g}, {m['stem']} stem, "
                  f"{m['feature_dim']}-d features, {parameter_count(enc) / 1e6:.1f}M parameters "
                  f"(from the {enc.kind} adapter){' + its ' + enc.head_meta['kind'] + ' head' if with_head and enc.head_meta else ''}. Inputs: RGB in {m['input_range']}, {norm}.")
-    stdout.print(f"Evaluate it: clrbench eval --checkpoint {path} --tasks quick")
+    stdout.print(f"Evaluate it: clrbench eval --checkpoint {path} --tasks quick", markup=False)

@@ -34,13 +34,13 @@ def probe(
 # ----------------------------------------------------------------------------- leaderboard
 
 
-@app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n"
+@app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n  clrbench leaderboard --tasks all --format html > board.html\n\n"
              "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png\n\n"
              "  clrbench leaderboard --tasks all --baseline 'SimCLR R50 (' --plot board.png")
 @_guard
 def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
-    format_: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
+    format_: Annotated[str, typer.Option("--format", help="table, md, csv, json, or html (one self-contained page: sortable boards and their plots).")] = "table",
     baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Only these protocols' tables (comma list, e.g. linear,knn,fewshot-5).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
@@ -65,12 +65,19 @@ def show_board(results: Path, protocol: str | None, fmt: str, baseline: str | No
     from clrbench.leaderboard import board as lb
     from clrbench.leaderboard import render
 
-    if fmt not in ("table", "md", "csv", "json"):
-        fail(f"--format must be table, md, csv or json, not {fmt!r}.")
+    if fmt not in ("table", "md", "csv", "json", "html"):
+        fail(f"--format must be table, md, csv, json or html, not {fmt!r}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks), include_limited=include_limited)
     if not boards:
-        fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
+        from clrbench.cli.notices import records_elsewhere
+
+        fail(records_elsewhere(results, protocol), 1)
+    if fmt == "html":
+        from clrbench.cli.sinks import html_page
+
+        typer.echo(html_page(boards, results, only, protocol), nl=False)
+        return
     for board in boards:
         if fmt == "table":
             for block in render.render_rich_blocks(board, stdout.width):
@@ -81,7 +88,7 @@ def show_board(results: Path, protocol: str | None, fmt: str, baseline: str | No
         if plot is not None:
             target = plot if len(boards) == 1 else plot.with_name(f"{plot.stem}-{board.protocol}{plot.suffix}")
             render.plot(board, target)
-            console.print(f"Plot written to {target}.")
+            console.print(f"Plot written to {target}.", markup=False)
     if fmt in ("table", "md") or plot is not None:
         show_curves(results, only, protocol, fmt if fmt in ("table", "md") else None, plot)
 
@@ -101,4 +108,4 @@ def show_curves(results: Path, only: list[str] | None, protocol: str | None = No
             stdout.print("\n" + lc.curve_markdown(c), end="", markup=False, highlight=False, soft_wrap=True)
     if curves and plot is not None:
         target = lc.plot_curves(curves, plot.with_name(f"{plot.stem}-curve{plot.suffix}"))
-        console.print(f"Curve plot written to {target}.")
+        console.print(f"Curve plot written to {target}.", markup=False)

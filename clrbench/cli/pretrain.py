@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, stdout
 
@@ -53,8 +54,11 @@ def pretrain(
     summary = launch(cfg, launcher=launcher, resume=resume, nproc=nproc, workers=workers,
                      gpus_per_worker=gpus_per_worker, address=address, reporter_factory=_progress)
     if summary is not None:
-        stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
-        stdout.print(f"Checkpoint: [bold]{summary.checkpoint}[/]  (evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)")
+        if summary.loss != summary.loss:  # NaN: no step ran (a resumed run that had already finished)
+            stdout.print(f"The run had already finished its {summary.steps} steps; nothing to train.", markup=False)
+        else:
+            stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
+        stdout.print(f"Checkpoint: [bold]{escape(str(summary.checkpoint))}[/]  " + escape(f"(evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)"))
 
 
 def _guess_source(recipe: str, data: str) -> str:
@@ -67,17 +71,30 @@ def _guess_source(recipe: str, data: str) -> str:
 
 
 def _print_dry_run(cfg: Any, launcher: str, nproc: int, workers: int) -> None:
+    """The resolved recipe and its derived values; works without the data (its size is then
+    data.num_images or the named dataset's, in a note), and shows both lr scalings (S-v1 B.1)."""
+    import math
+
     import yaml
 
     from clrbench.config import derive, to_dict
-    from clrbench.data.pretrain_source import open_source
+    from clrbench.data.pretrain_size import images_for_dry_run
 
     world = {"local": 1, "torchrun": nproc, "ray": workers}.get(launcher, 1)
-    d = derive(cfg, len(open_source(cfg.data)), world)
-    stdout.print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    stdout.print("# derived (computed, never written back)")
+    n_images, note = images_for_dry_run(cfg)
+    d = derive(cfg, n_images, world)
+    stdout.print(yaml.safe_dump(to_dict(cfg), sort_keys=False), markup=False, highlight=False)
+    stdout.print("# derived (computed, never written back)", markup=False)
+    if note:
+        stdout.print(f"# {note}", markup=False, highlight=False, soft_wrap=True)
     for k, v in vars(d).items():
-        stdout.print(f"{k}: {v}")
+        stdout.print(f"{k}: {v}", markup=False, highlight=False)
+    b, base = d.batch_size_global, cfg.optim.lr_base
+    used = cfg.optim.lr_scaling
+    for name, value, rule in (("linear", base * b / 256, f"lr_base x B/256 = {base:g} x {b}/256"),
+                              ("sqrt", base * math.sqrt(b), f"lr_base x sqrt(B) = {base:g} x sqrt({b})")):
+        mark = ", in use" if name == used else ""
+        stdout.print(f"lr if {name} scaling: {value:.4g}  ({rule}{mark})", markup=False, highlight=False, soft_wrap=True)
 
 
 def _progress(total_hint: int | None = None) -> Any:

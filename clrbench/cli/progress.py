@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -78,7 +79,7 @@ class JobProgress:
             self.progress.advance(self.bar)
             err = ev.get("error") or getattr(ev["record"], "error", None)
             what = f"{protocol} {trial}" if trial is not None else protocol
-            self.live.console.print(f"  {cid:<32} {task:<12} {what:<15} {val}" + (f"  [red]{err}[/]" if err else ""),
+            self.live.console.print(escape(f"  {cid:<32} {task:<12} {what:<15} {val}") + (f"  [red]{escape(str(err))}[/]" if err else ""),
                                     highlight=False)
         counts = Counter(s for _, s in self.state.values())
         self.progress.update(self.bar, info=f"{counts['running']} running, {counts['failed']} failed")
@@ -96,5 +97,5 @@ class JobProgress:
         table.add_column("latest", overflow="ellipsis", no_wrap=True, max_width=30)
         for (task, protocol), c in sorted(per.items()):
             latest = " ".join(self.values[(task, protocol)][-4:])
-            table.add_row(task, protocol, *(str(c[s]) if c[s] else "" for s in STATES), latest)
+            table.add_row(escape(task), escape(protocol), *(str(c[s]) if c[s] else "" for s in STATES), escape(latest))
         return Group(self.progress.get_renderable(), table)

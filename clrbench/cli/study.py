@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, fail, stdout
 
@@ -102,9 +103,9 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
     _show(table)
     for o in outcomes:
         if o.status in ("failed", "diverged"):
-            console.print(f"[red]{o.status}[/] {o.trial.key}: {o.error}", highlight=False)
-    stdout.print(f"Picture: [bold]{png}[/]  table: {png.with_suffix('.md')}  records: clrbench leaderboard "
-                 f"--results {plan.results_dir}", highlight=False)
+            console.print(f"[red]{o.status}[/] " + escape(f"{o.trial.key}: {o.error}"), highlight=False)
+    stdout.print(f"Picture: [bold]{escape(str(png))}[/]  " + escape(f"table: {png.with_suffix('.md')}  records: clrbench leaderboard "
+                 f"--results {plan.results_dir}"), highlight=False)
 
 
 def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any]) -> Any:
@@ -155,7 +156,6 @@ def _eval_images(tasks: list[str]) -> dict[str, int]:
 
 
 def _print_plan(plan: Any) -> None:
-    from clrbench.study.cost import format_seconds
 
     n_trials, left = len(plan.trials), plan.trials_to_run()
     extra = len(plan.ctx.base_overrides) - len(plan.budget.overrides)
@@ -167,22 +167,26 @@ def _print_plan(plan: Any) -> None:
         return
     costs = [plan.costs[t.key] for t in left if t.key in plan.costs]
     if costs:
+        from clrbench.study.cost import ESTIMATE_SPREAD, TIMED_PASSES, format_range
+
         per = sum(c.total_s for c in costs) / len(costs)
-        console.print(f"Estimate: {len(left)} trials x ~{format_seconds(per)} = ~{format_seconds(plan.estimate_s())} "
-                      f"(steps {min(c.steps for c in costs)}-{max(c.steps for c in costs)}, measured on this "
-                      "machine; a busy machine is slower).", highlight=False)
+        total = plan.estimate_s()
+        console.print(f"Estimate: {len(left)} trials x {format_range(per, per * ESTIMATE_SPREAD)} = "
+                      f"{format_range(total, total * ESTIMATE_SPREAD)} (steps {min(c.steps for c in costs)}-"
+                      f"{max(c.steps for c in costs)}; this machine's speed, the fastest of {TIMED_PASSES} timed "
+                      "passes, so other load does not inflate it).", highlight=False, markup=False)
 
 
 def _print_trials(plan: Any) -> None:
     from rich.table import Table
 
-    from clrbench.study.cost import format_seconds
+    from clrbench.study.cost import format_range
 
     t = Table("trial", "overrides", "steps", "peak lr", "estimate", title=f"{plan.study}: the trials still to run")
     for trial in plan.trials_to_run():
         c = plan.costs.get(trial.key)
-        t.add_row(trial.key, " ".join(trial.overrides), str(c.steps) if c else "", f"{c.lr:.3g}" if c else "",
-                  format_seconds(c.total_s) if c else "")
+        t.add_row(escape(trial.key), escape(" ".join(trial.overrides)), str(c.steps) if c else "", f"{c.lr:.3g}" if c else "",
+                  format_range(*c.range_s) if c else "")
     stdout.print(t)
 
 
@@ -190,10 +194,10 @@ def _show(table: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    stdout.print(f"[bold]{table.title}[/]", highlight=False)
+    stdout.print(f"[bold]{escape(table.title)}[/]", highlight=False)
     t = Table(show_lines=False)
     for h in table.header:
-        t.add_column(h, justify="right" if h not in table.header[:1] else "left")
+        t.add_column(escape(h), justify="right" if h not in table.header[:1] else "left")
     best = max((c.value for row in table.rows for c in row if c.value is not None and c.status == "ok"), default=None)
     style = {"failed": "bold red", "diverged": "bold red", "missing": "dim"}
     for row in table.rows:
@@ -228,11 +232,11 @@ class _TrialProgress:
             name = job.trial.key if hasattr(job, "trial") else "random init"
             layer = getattr(job, "layer", "h")
             if state == "running":
-                self.progress.update(self.task, info=f"{name} / {job.task} / {layer}")
+                self.progress.update(self.task, info=escape(f"{name} / {job.task} / {layer}"))
             elif state in ("done", "failed"):
                 rec = ev["record"]
                 val = f"{rec.value:.2f}" if getattr(rec, "value", None) is not None else getattr(rec, "status", state)
-                self.progress.console.print(f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False)
+                self.progress.console.print(f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False, markup=False)
                 self.progress.advance(self.task)
 
         return on_event

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, fail, stdout
 
@@ -18,19 +19,25 @@ app.add_typer(data_app, name="data")
 
 @tasks_app.command("ls")
 @_guard
-def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None) -> None:
-    """List the task cards with their metric and split sizes."""
+def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
+             root: Annotated[Path | None, typer.Option(help="Data root to look for the datasets in (default: $CLRBENCH_DATA).")] = None) -> None:
+    """List the task cards with their metric, split sizes and whether the dataset is installed."""
     from rich.table import Table
 
     from clrbench.data.cards import load_cards
+    from clrbench.data.presence import installed
 
-    t = Table(title="clrbench tasks")
-    for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "title"):
+    data_root = root or os.environ.get("CLRBENCH_DATA") or None
+    t = Table(title="clrbench tasks", caption=f"installed: under {escape(str(data_root))}" if data_root
+              else "installed: no data root (--root or $CLRBENCH_DATA); offline = generated, nothing to install")
+    for col in ("name", "v", "groups", "classes", "metric", "train", "val", "test", "installed", "title"):
         t.add_column(col, justify="right" if col in ("v", "classes", "train", "val", "test") else "left")
     for c in load_cards(tasks_dir).values():
         s = c.expected_sizes
-        t.add_row(c.name, str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
-                  f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", c.title)
+        have = installed(c, data_root)
+        state = "[dim]offline[/]" if have is None else ("[green]yes[/]" if have else "[red]no[/]")
+        t.add_row(escape(c.name), str(c.version), ",".join(c.groups), str(c.num_classes), c.metric,
+                  f"{s['train']:,}", f"{s['val']:,}", f"{s['test']:,}", state, escape(c.title))
     stdout.print(t)
 
 
@@ -130,7 +137,7 @@ def data_download(
         reports = download_tasks(cards, _data_root(root), progress=bars, workers=workers)
     for r in reports:
         colour = "green" if r.ok else ("yellow" if r.status == "manual" else "red")
-        stdout.print(f"[{colour}]{r.task:<11} {r.status:<10}[/] {r.message}", highlight=False)
+        stdout.print(f"[{colour}]{escape(f'{r.task:<11} {r.status:<10}')}[/] {escape(r.message)}", highlight=False)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 
@@ -160,9 +167,9 @@ def data_verify(
         t.add_column(col, overflow="fold")
     for r in reports:
         sizes = [f"{r.sizes.get(s, '-')}/{r.expected_sizes.get(s, '-')}" for s in ("train", "val", "test")]
+        classes = f"{'-' if r.num_classes is None else r.num_classes}/{r.expected_classes}"  # None: not read
         colour = "green" if r.status == "ok" else ("yellow" if r.ok else "red")
-        t.add_row(r.task, f"[{colour}]{r.status}[/]", f"{r.num_classes}/{r.expected_classes}", *sizes,
-                  " ".join(r.diff + r.notes) or "-")
+        t.add_row(escape(r.task), f"[{colour}]{r.status}[/]", classes, *sizes, escape(" ".join(r.diff + r.notes) or "-"))
     stdout.print(t)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

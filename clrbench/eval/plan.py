@@ -103,7 +103,7 @@ def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
     from clrbench.data.user_cards import select_cards
     from clrbench.eval.protocols import load_protocol
     from clrbench.eval.variants import resolve_native
-    from clrbench.weights.identity import encoder_info
+    from clrbench.weights.identity import encoder_info, known_checkpoint_id
 
     cards = select_cards(tasks, tasks_dir)
     # Fail early on an unknown name or a malformed file; a protocol given as a path is
@@ -115,10 +115,11 @@ def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
     done: list[EvalJob] = []
     for spec in checkpoints:
         info = encoder_info(spec, cache_dir)
+        cid = known_checkpoint_id(info, results_dir)  # same weights, same id and records
         resolved = {p: resolve_native(p, info.meta, spec) for p in protocols}
         for card, card_file in cards:
             for p in protocols:
-                job = EvalJob(spec, info.checkpoint_id, card.name, resolved[p], data_root, cache_dir, tasks_dir,
+                job = EvalJob(spec, cid, card.name, resolved[p], data_root, cache_dir, tasks_dir,
                               device, source=source, limit=limit, card_file=card_file)
                 recorded = not force and has_record(results_dir, *job.key)
                 (done if recorded else todo).append(job)

@@ -13,15 +13,17 @@ significant (S-v1 B.8.1). The renderers (rich table, Markdown, CSV, JSON, PNG) l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clrbench.data.cards import task_order
 from clrbench.data.limit import is_limited
+from clrbench.leaderboard.merge import lookup, merge_identities
 from clrbench.leaderboard.reference import ReferenceRow, load_references
 from clrbench.leaderboard.significance import correctness, paired_permutation_test
 from clrbench.records import Record, RecordError, read_records
+from clrbench.weights.identity import read_aliases
 
 __all__ = ["ALPHA", "Board", "BoardError", "Cell", "Column", "Row", "board_for_results", "build_board"]
 
@@ -60,6 +62,7 @@ class Row:
     best_mean: bool = False
     best_rank: bool = False
     source: str = ""  # published: "Table 8 of <citation>"
+    aliases: tuple[str, ...] = ()  # other names of the same weights (clrbench.leaderboard.merge)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ class Board:
 
 
 def build_board(records: Sequence[Record], references: Sequence[ReferenceRow], protocol: str,
-                baseline: str | None = None, tasks: Sequence[str] | None = None) -> Board:
+                baseline: str | None = None, tasks: Sequence[str] | None = None,
+                aliases: Mapping[str, Sequence[str]] | None = None) -> Board:
     """Assemble the board of one protocol.
 
     Args:
@@ -100,11 +104,14 @@ def build_board(records: Sequence[Record], references: Sequence[ReferenceRow], p
             prefix, e.g. "SimCLR R50-4x") to compute deltas and significance against.
         tasks: the columns, in order; default: the tasks this protocol's records cover,
             in the K19 order, then any others by name.
+        aliases: checkpoint id -> other names of its weights; records of one encoder under
+            several ids are merged into one row in any case (one encoder, one row).
 
     Raises:
         BoardError: two records for one (checkpoint, task), or an unknown/ambiguous baseline.
     """
-    recs = [r for r in records if r.protocol == protocol and (tasks is None or r.task in tasks)]
+    merged, names = merge_identities(records, aliases)
+    recs = [r for r in merged if r.protocol == protocol and (tasks is None or r.task in tasks)]
     _check_unique(recs)
     notes: list[str] = []
     recs, columns = _columns(recs, tasks, notes)
@@ -118,9 +125,10 @@ def build_board(records: Sequence[Record], references: Sequence[ReferenceRow], p
     }
     raw.update({ref.label: {t: _published_cell(ref.values.get(t)) for t in cols} for ref in refs})
     kinds = {**{label: "record" for label in by_label}, **{ref.label: "published" for ref in refs}}
-    base = _resolve_baseline(baseline, list(raw)) if baseline is not None else None
+    base = _resolve_baseline(baseline, list(raw), names) if baseline is not None else None
     cells = _rank_and_compare(raw, cols, base, by_label, notes)
-    rows = _rows(cells, cols, kinds, {ref.label: f"{ref.table} of {ref.citation}" for ref in refs})
+    rows = tuple(replace(r, aliases=names.get(r.label, ())) for r in
+                 _rows(cells, cols, kinds, {ref.label: f"{ref.table} of {ref.citation}" for ref in refs}))
     notes[:0] = _caption(protocol, columns, refs, base)
     if not refs and any(r.protocol == protocol for r in references):
         notes.append(f"published {protocol} rows cover the 12 Kornblith tasks, none of these columns; "
@@ -174,11 +182,15 @@ def _published_cell(value: float | None) -> Cell:
     return Cell() if value is None else Cell(value=value, status="ok")
 
 
-def _resolve_baseline(baseline: str, labels: list[str]) -> str:
+def _resolve_baseline(baseline: str, labels: list[str], aliases: Mapping[str, Sequence[str]]) -> str:
     if baseline in labels:
         return baseline
-    # Prefix, not substring: "b" must not silently pick "... Table 8" on another board.
-    hits = [label for label in labels if label.lower().startswith(baseline.lower())]
+    if lookup(baseline, aliases) in labels:
+        return lookup(baseline, aliases)
+    # Prefix, not substring: "b" must not silently pick "... Table 8" on another board. An
+    # alias matching counts for its row: one encoder is one row, whatever it was called.
+    hits = list(dict.fromkeys(label for label in labels for name in (label, *aliases.get(label, ()))
+                              if name.lower().startswith(baseline.lower())))
     if len(hits) == 1:
         return hits[0]
     if not hits:
@@ -320,19 +332,21 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
         RecordError: an invalid record file (named).
         BoardError: the baseline is in none of the boards.
     """
-    records = [r for r in read_records(results_dir) if include_limited or not is_limited(r.protocol)]
+    records, aliases = merge_identities(read_records(results_dir), read_aliases(results_dir))
+    records = [r for r in records if include_limited or not is_limited(r.protocol)]
     if checkpoints is not None:
-        records = [r for r in records if r.checkpoint_id in checkpoints]
+        wanted = {lookup(c, aliases) for c in checkpoints}
+        records = [r for r in records if r.checkpoint_id in wanted]
     refs = list(references) if references is not None else load_references()
-    wanted = None if protocol is None else {p.strip() for p in protocol.split(",") if p.strip()}
-    protocols = sorted({r.protocol for r in records if wanted is None or r.protocol in wanted}, key=_protocol_order)
+    chosen = None if protocol is None else {p.strip() for p in protocol.split(",") if p.strip()}
+    protocols = sorted({r.protocol for r in records if chosen is None or r.protocol in chosen}, key=_protocol_order)
     boards, misses = [], []
     for p in protocols:
         try:
-            boards.append(build_board(records, refs, p, baseline, tasks))
+            boards.append(build_board(records, refs, p, baseline, tasks, aliases))
         except UnknownBaselineError as e:
             misses.append(e)
-            boards.append(build_board(records, refs, p, None, tasks))
+            boards.append(build_board(records, refs, p, None, tasks, aliases))
     if baseline is not None and boards and len(misses) == len(boards):
         raise misses[0]
     return boards

@@ -87,11 +87,12 @@ def _num(v: float | None, fmt: str = ".1f") -> str:
 
 def curve_rich(curve: Curve) -> Table:
     """A rich table: one line per checkpoint (epoch, step), one column per task, and the mean."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"score vs epoch: {curve.run} ({curve.protocol})", header_style="bold")
+    table = Table(title=escape(f"score vs epoch: {curve.run} ({curve.protocol})"), header_style="bold")
     for name in ("epoch", "step", *curve.tasks, "mean"):
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(escape(name), justify="right", no_wrap=True)
     best = {t: max((v for p in curve.points if (v := p.values[t]) is not None), default=None) for t in curve.tasks}
     for p in curve.points:
         cells = [_num(p.epoch, ".2f"), str(p.step)]

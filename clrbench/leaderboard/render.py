@@ -10,17 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clrbench.atomic import write_bytes
-
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from clrbench.leaderboard.board import Board, Cell, Row
+    from clrbench.leaderboard.board import Board, Cell
 
 MISSING = "-"
 
@@ -60,7 +57,9 @@ def render_rich(board: Board, tasks: list[str] | None = None, totals: bool = Tru
     from rich.text import Text
 
     tasks = list(board.tasks) if tasks is None else tasks
-    table = Table(title=f"clrbench leaderboard: {board.protocol}", caption="\n".join(board.notes) if caption else None,
+    from rich.markup import escape
+
+    table = Table(title=escape(f"clrbench leaderboard: {board.protocol}"), caption="\n".join(board.notes) if caption else None,
                   caption_justify="left", header_style="bold")
     # Numbers never wrap; long model labels fold instead. Non-top-1 metrics are marked under
     # the task name.
@@ -88,33 +87,12 @@ def render_rich(board: Board, tasks: list[str] | None = None, totals: bool = Tru
     return table
 
 
-def render_rich_blocks(board: Board, width: int) -> list[Table]:
-    """The board as one table, or, when it is wider than ``width`` columns, as several
-    tables of consecutive tasks (each repeating the model column; mean and rank in the last,
-    the caption under it), as pandas wraps a wide frame. Twelve tasks and a few models then
-    stay readable in an 80-column terminal instead of collapsing the labels to nothing."""
-    label_max = min(max([len(r.label) for r in board.rows] + [14]), 30)
-    label_w = label_max + 3
+def render_rich_blocks(board: Board, width: int) -> list[Any]:
+    """The board as the fewest compact tables that fit ``width`` columns, then its caption and
+    legend (:func:`clrbench.leaderboard.table.board_blocks`)."""
+    from clrbench.leaderboard.table import board_blocks
 
-    def col_w(task: str) -> int:
-        cells = [len(_plain_cell(r.cells[task], False)) for r in board.rows]
-        return max([len(task), 5, *cells]) + 3
-
-    totals_w = 2 * 7
-    blocks: list[list[str]] = [[]]
-    used = label_w
-    for t in board.tasks:
-        if blocks[-1] and used + col_w(t) > width:
-            blocks.append([])
-            used = label_w
-        blocks[-1].append(t)
-        used += col_w(t)
-    if len(blocks) > 1 and used + totals_w > width:
-        blocks.append([])
-    if len(blocks) == 1:
-        return [render_rich(board)]
-    return [render_rich(board, tasks=b, totals=i == len(blocks) - 1, caption=i == len(blocks) - 1,
-                        label_width=label_max) for i, b in enumerate(blocks)]
+    return board_blocks(board, width)
 
 
 def _rich_cell(cell: Cell) -> Any:
@@ -194,52 +172,12 @@ def to_json(board: Board) -> str:
 
 
 def plot(board: Board, path: Path | str) -> Path:
-    """Grouped bar chart, one group per task: checkpoints (solid) beside published rows (hatched).
-
-    Error bars are the records' standard errors; a failed cell gets a red cross at zero.
-    Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch) and writes
-    the PNG atomically.
+    """The board as a PNG heatmap (models x tasks, every value printed), written atomically;
+    see :mod:`clrbench.leaderboard.heatmap`.
 
     Returns:
         The path written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from clrbench.leaderboard.heatmap import write_heatmap
 
-    rows, tasks = list(board.rows), board.tasks
-    width = 0.8 / max(len(rows), 1)
-    fig_w = max(8.0, 0.35 * len(rows) * len(tasks) + 2.5)
-    # Legend entries are long published labels (~4 inches each): as many columns as fit,
-    # and the figure grows by one line per legend row so the axes never collapse.
-    ncol = max(1, min(len(rows), int(fig_w // 4)))
-    fig = Figure(figsize=(fig_w, 4.2 + 0.25 * -(-len(rows) // ncol)), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    colours = [f"C{i % 10}" for i in range(len(rows))]
-    for i, row in enumerate(rows):
-        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(tasks))]
-        _bars(ax, row, tasks, xs, width, colours[i])
-    ax.set_xticks(range(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0, ha="right" if len(tasks) > 6 else "center")
-    ax.set_ylabel("test metric (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"clrbench leaderboard: {board.protocol}")
-    ax.grid(axis="y", alpha=0.3)
-    if rows:
-        fig.legend(fontsize="small", loc="outside lower center", ncol=ncol)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    out = Path(path)
-    write_bytes(out, buf.getvalue())
-    return out
-
-
-def _bars(ax: Any, row: Row, tasks: list[str], xs: list[float], width: float, colour: str) -> None:
-    cells = [row.cells[t] for t in tasks]
-    heights = [math.nan if c.value is None else c.value for c in cells]
-    errs = [0.0 if c.stderr is None else c.stderr for c in cells]
-    published = row.kind == "published"
-    ax.bar(xs, heights, width, yerr=None if published else errs, label=row.label, color=colour,
-           alpha=0.55 if published else 0.95, hatch="//" if published else None, edgecolor="white", capsize=2)
-    failed = [x for x, c in zip(xs, cells, strict=True) if c.status in ("failed", "diverged")]
-    if failed:
-        ax.scatter(failed, [1.0] * len(failed), marker="x", color="red", zorder=3)
+    return write_heatmap(board, path)

@@ -171,8 +171,11 @@ def test_download_md5_mismatch_and_failures(server: Any, tmp_path: Path) -> None
     with pytest.raises(FetchError, match="HTTP 404"):
         download_file(f"{server.url}/gone.tgz", tmp_path / "gone.tgz")
     closed = f"http://127.0.0.1:{_free_port()}/x.tgz"
+    with pytest.raises(FetchError, match="nothing was received; run the command again") as got:
+        download_file(closed, tmp_path / "z.tgz", timeout=2)
+    assert ".part" not in str(got.value) and not (tmp_path / "z.tgz.part").exists()  # no claim of a kept file
     (tmp_path / "y.tgz.part").write_bytes(b"half")
-    with pytest.raises(FetchError, match="is kept, run the command again"):
+    with pytest.raises(FetchError, match="the 4 bytes received are kept in .*y.tgz.part; run the command again"):
         download_file(closed, tmp_path / "y.tgz", timeout=2)
     assert (tmp_path / "y.tgz.part").read_bytes() == b"half"
 

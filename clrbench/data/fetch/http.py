@@ -70,6 +70,16 @@ def _stream(url: str, part: Path, label: str, progress: Progress | None, timeout
                          "run the command again to resume.")
 
 
+def _partial(part: Path) -> str:
+    """What a rerun will do: resume the bytes kept in ``part``, or start over (nothing arrived)."""
+    size = part.stat().st_size if part.exists() else 0
+    if size:
+        return f"the {size:,} bytes received are kept in {part}; run the command again to resume."
+    if part.exists():
+        part.unlink()  # an empty .part is no progress worth keeping
+    return "nothing was received; run the command again to retry."
+
+
 def download_file(url: str, dest: Path, md5: str | None = None, *,
                   progress: Progress | None = None, timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest``, resuming a partial ``dest.part``, checking ``md5`` if given.
@@ -94,8 +104,7 @@ def download_file(url: str, dest: Path, md5: str | None = None, *,
         raise FetchError(f"{url}: the server answered HTTP {e.code} ({e.reason}).") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise FetchError(f"{url}: {reason}; the partial file {part} is kept, run the command "
-                         "again to resume.") from None
+        raise FetchError(f"{url}: {reason}; {_partial(part)}") from None
     if md5 is not None:
         got = md5_of(part)
         if got != md5:

@@ -98,7 +98,7 @@ def _md5_checks(card: TaskCard, folder: Path) -> list[Md5Check]:
 
 def _classes_of(part: LabeledImages) -> tuple[int, tuple[str, ...]]:
     base = getattr(part, "base", part)  # a Subset of the loader's collection
-    names = tuple(getattr(base, "classes", ()))
+    names = tuple(getattr(base, "classes", None) or ())
     return (len(names) if names else base.num_classes), names
 
 
