@@ -29,8 +29,11 @@ def _default_mode() -> int:
 def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as e:
+        raise _named(e, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -38,6 +41,9 @@ def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -48,6 +54,14 @@ def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The same error naming the file the caller asked for, where it named the temporary file
+    or nothing (a failed ``write`` on a full disk names nothing), so the message says what failed."""
+    if e.filename is not None and not Path(e.filename).name.startswith(f".{path.name}."):
+        return e  # names a real path (a parent folder that is a file, say): keep it
+    return type(e)(e.errno, e.strerror, str(path)) if e.errno else e
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -23,8 +23,10 @@ def probe(
     """Run the Kornblith linear probe (45-point lambda grid, L-BFGS) on precomputed features."""
     import json
 
+    from clrbench.device import pick_device
     from clrbench.eval.probe import probe_npz
 
+    pick_device(device)  # a device this machine lacks is one sentence, before any work
     res = probe_npz(features, metric=metric, device=device)
     if json_:
         stdout.print_json(json.dumps(res.to_json()))
@@ -62,6 +64,7 @@ def eval_(
         fail(f"--executor must be local or ray, not {executor!r}.")
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
+    _check_inputs(device, protocol, tasks_dir)
     _check_writable(results)
     plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
@@ -71,6 +74,22 @@ def eval_(
     if watch is not None:
         ids += _watch(plan, watch, Path(cache_dir) / "watch", poll)
     _show_board(results, None, "table", None, None, ids)
+    if plan.failed:  # exit codes: README "When things go wrong"
+        console.print(f"{plan.failed} job(s) failed (listed above); their records say why. Exit status 1.")
+        raise typer.Exit(1)
+
+
+def _check_inputs(device: str, protocol: str, tasks_dir: Path | None) -> None:
+    """Flags checked where they are parsed: one sentence each, before any work."""
+    from clrbench.device import pick_device
+
+    pick_device(device)
+    if not [p for p in protocol.split(",") if p.strip()]:
+        fail("--protocol is empty; name one or more of linear, finetune, finetune-short.")
+    if tasks_dir is not None and not tasks_dir.is_dir():
+        fail(f"--tasks-dir {tasks_dir} is not a folder of task cards.")
+    if tasks_dir is not None and not any(tasks_dir.glob("*.yaml")):
+        fail(f"--tasks-dir {tasks_dir} holds no task cards (*.yaml).")
 
 
 class _Plan:
@@ -80,12 +99,14 @@ class _Plan:
                  job_args: dict[str, Any], ray_args: dict[str, Any]) -> None:
         self.tasks, self.protocols, self.results = tasks, protocols, results
         self.executor, self.job_args, self.ray_args = executor, job_args, ray_args
+        self.failed = 0  # jobs whose record is not ok, over every batch
 
     def evaluate(self, specs: list[str]) -> list[str]:
         """Run every missing job of ``specs``; returns their checkpoint ids."""
         from clrbench.eval.executor import run_jobs
         from clrbench.eval.jobs import plan_jobs, plan_trials
         from clrbench.eval.watch import checkpoint_progress
+        from clrbench.records import Record
 
         if not specs:
             return []
@@ -102,7 +123,8 @@ class _Plan:
                     phase, self.results, executor=self.executor, on_event=on_event,
                     annotate=lambda job, r: _with_progress(r, progress.get(job.checkpoint, {})), **self.ray_args)]
             for r in stored:
-                if r.status != "ok":
+                if isinstance(r, Record) and r.status != "ok":
+                    self.failed += 1
                     console.print(f"[red]{r.status}[/] {r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
         return list(dict.fromkeys(j.checkpoint_id for j in todo + done))
 
@@ -205,6 +227,8 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks))
+    if not boards and protocol is not None:
+        _check_protocol_recorded(results, protocol)
     if not boards:
         fail(f"no records in {results}/records yet; run clrbench eval first.", 1)
     for board in boards:
@@ -222,13 +246,22 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
         _show_curves(results, only, protocol, fmt if fmt in ("table", "md") else None, plot)
 
 
+def _check_protocol_recorded(results: Path, protocol: str) -> None:
+    """--protocol that matches no record: say which protocols have records."""
+    from clrbench.records import read_records
+
+    have = sorted({r.protocol for r in read_records(results, lenient=True)})
+    if have:
+        fail(f"no {protocol!r} records in {results}/records; protocols with records: {', '.join(have)}.")
+
+
 def _show_curves(results: Path, only: list[str] | None, protocol: str | None = None, fmt: str | None = "table",
                  plot: Path | None = None) -> None:
     """Score-vs-epoch tables (and a plot) for runs with several evaluated checkpoints."""
     from clrbench.leaderboard import curves as lc
     from clrbench.records import read_records
 
-    records = [r for r in read_records(results) if only is None or r.checkpoint_id in only]
+    records = [r for r in read_records(results, lenient=True) if only is None or r.checkpoint_id in only]
     curves = lc.build_curves(records, protocol)
     for c in curves:
         if fmt == "table":

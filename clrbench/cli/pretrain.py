@@ -52,7 +52,10 @@ def pretrain(
 
     summary = launch(cfg, launcher=launcher, resume=resume, nproc=nproc, workers=workers,
                      gpus_per_worker=gpus_per_worker, address=address, reporter_factory=_progress)
-    if summary is not None:
+    if summary is not None and summary.already_finished:
+        stdout.print(f"{summary.run_dir} already finished ({summary.steps} steps); nothing was changed.")
+        stdout.print(f"Checkpoint: [bold]{summary.checkpoint}[/]")
+    elif summary is not None:
         stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
         stdout.print(f"Checkpoint: [bold]{summary.checkpoint}[/]  (evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)")
 

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from clrbench.eval.claims import Claims
 from clrbench.eval.jobs import EvalError, EvalJob, is_trial, run_job, write_result
 from clrbench.provenance import provenance
 from clrbench.records import Record
@@ -129,7 +130,8 @@ def _is_user_error(e: BaseException) -> bool:
     """Missing data and the like: one sentence in the record, no traceback."""
     from clrbench.errors import UserError
 
-    return isinstance(e, UserError)
+    # A filesystem error names its path and reason; the record keeps it, no traceback needed.
+    return isinstance(e, (UserError, OSError))
 
 
 @contextlib.contextmanager
@@ -209,16 +211,29 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
         if result is not None:
             write(results, result)
             stored.append(result)
+        claims.release(job)
         ok = error is None and getattr(result, "status", "ok") == "ok"
         msg = None if error is None else f"{type(error).__name__}: {error}"
         emit({"job": job, "state": "done" if ok else "failed", "record": result,
               "error": msg or getattr(result, "error", None)})
 
+    # Several drivers on one results folder share the jobs (clrbench.eval.claims).
+    claims = Claims(results)
+
+    def skip(job: Any, rec: Any) -> None:
+        emit({"job": job, "state": "done", "record": rec, "error": None})
+
     if executor == "local":
-        for job in jobs:
+        for job in claims.share(jobs, skip):
             finish(job, *_run_here(job, run, emit))
     else:
-        _run_ray(list(jobs), finish, run, emit, address, workers)
+        try:
+            _run_ray(claims.take_free(jobs, skip), finish, run, emit, address, workers)
+            rest = claims.take_waiting(skip)
+            if rest:
+                _run_ray(rest, finish, run, emit, address, workers)
+        finally:
+            claims.release_all()
     return stored
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clrbench.atomic import publish
+from clrbench.atomic import atomic_file, publish
 from clrbench.data.cards import Preprocessing
 from clrbench.data.images import LabeledImages
 from clrbench.weights.adapters import Encoder
@@ -97,7 +97,8 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
         feats.flush()
         del feats
         publish(tmp, out)
-        np.save(out.with_suffix(".valid.npy"), valid)
+        with atomic_file(out.with_suffix(".valid.npy")) as f:
+            np.save(f, valid)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -112,11 +113,22 @@ class CachedFeatures:
 
 
 def features_for(encoder: Encoder, images: LabeledImages, key: str, cache_dir: Path, pre: Preprocessing,
-                 batch_size: int, dtype: str, device: str | torch.device = "cpu") -> CachedFeatures:
-    """Read the features of ``key`` from the cache, or extract and store them."""
+                 batch_size: int, dtype: str, device: str | torch.device = "cpu",
+                 force: bool = False) -> CachedFeatures:
+    """Read the features of ``key`` from the cache, or extract and store them.
+
+    A cache entry is used only when its size and sha256 match those stored beside it when it
+    was written (``<key>.check.json``); a truncated or damaged entry is recomputed, as is every
+    entry when ``force`` is set.
+    """
+    from clrbench.eval.cache_check import read_verified, seal
+
     path = cache_dir / "features" / f"{key}.npy"
     valid_path = path.with_suffix(".valid.npy")
-    if path.exists() and valid_path.exists():
-        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True)
+    if not force:
+        got = read_verified(path, valid_path, len(images))
+        if got is not None:
+            return CachedFeatures(got[0], got[1], True)
     feats, valid = extract_features(encoder, images, pre, path, batch_size, dtype, device)
+    seal(path, valid_path)
     return CachedFeatures(feats, valid, False)

@@ -58,6 +58,7 @@ class EvalJob:
     tasks_dir: str | None = None
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)  # protocol-specific (e.g. one fine-tune trial)
+    force: bool = False  # --force: recompute the feature-cache entries too
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -94,7 +95,7 @@ def plan_jobs(checkpoints: list[str], tasks: str, protocols: list[str], results_
         cid = load_encoder(spec).checkpoint_id
         for card in cards:
             for p in protocols:
-                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device)
+                job = EvalJob(spec, cid, card.name, p, data_root, cache_dir, tasks_dir, device, force=force)
                 recorded = not force and has_record(results_dir, cid, card.name, names[p])
                 (done if recorded else todo).append(job)
     return todo, done
@@ -185,7 +186,7 @@ def run_linear(job: EvalJob) -> Record:
         key = cache_key(encoder.sha256, card.name, card.version, split, data.split_hash, card.preprocessing,
                         encoder.meta, proto.feature_layer, proto.dtype)
         got = features_for(encoder, getattr(data, split), key, Path(job.cache_dir), card.preprocessing,
-                           proto.batch_size, proto.dtype, job.device)
+                           proto.batch_size, proto.dtype, job.device, force=job.force)
         feats[split], valid[split], cached = got.features, got.valid, cached and got.cached
     t1 = time.time()
     targets = {s: getattr(data, s).targets for s in ("train", "val", "test")}

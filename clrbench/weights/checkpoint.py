@@ -80,7 +80,33 @@ def load_clrbench(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a clrbench checkpoint (no '{FORMAT}' header).")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer clrbench; upgrade to read it.")
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path} is a damaged clrbench checkpoint (it holds no model weights).")
+    verify_weights(ckpt["model"], ckpt.get("weights_sha256"), path)
     return ckpt
+
+
+def verify_weights(state: dict[str, Any], expected_sha256: str | None, path: str | Path) -> None:
+    """Refuse weights that are not what was saved, or not finite.
+
+    The checksum (written at save since clrbench 0.x; older checkpoints have none) catches
+    bytes damaged on disk or in transit, which torch's zip reader does not check; the finite
+    test catches a run saved after its weights blew up, and names the first bad tensor.
+
+    Raises:
+        CheckpointError: a checksum mismatch or a non-finite tensor (named).
+    """
+    if expected_sha256 is not None and sha256_state(state) != expected_sha256:
+        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum stored when it was "
+                              "saved; use an earlier checkpoint (step_*.pt) or retrain.")
+    check_finite(state, path)
+
+
+def check_finite(state: dict[str, Any], source: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the first tensor of ``state`` holding NaN or inf."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{source} holds non-finite weights (NaN or inf) in {name}; it cannot be used.")
 
 
 def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
