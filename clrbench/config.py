@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -84,13 +83,6 @@ class DataConfig:
     num_images: int | None = None  # use only the first N images (quick experiments)
     num_workers: int = 2  # DataLoader workers decoding images
 
-    def __post_init__(self) -> None:
-        # 0 once meant "all 20000 embedded images" through a truthiness test; now it is refused.
-        if self.num_images is not None and self.num_images < 1:
-            raise ConfigError(f"data.num_images must be >= 1 (or unset for all), got {self.num_images}.")
-        if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}.")
-
 
 @dataclass(frozen=True)
 class OptimConfig:
@@ -139,21 +131,6 @@ class RunConfig:
     log_every: int = 10  # steps between metrics.jsonl lines
     online_probe: bool = True  # linear head on detached h when the source has labels (health signal)
 
-    def __post_init__(self) -> None:
-        for name in ("checkpoint_every", "keep_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"run.{name} must be >= 0 (0 = the default cadence), got {getattr(self, name)}.")
-        if self.log_every < 1:
-            raise ConfigError(f"run.log_every must be >= 1, got {self.log_every}.")
-        if not _DEVICE.fullmatch(self.device):
-            raise ConfigError(f"run.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}.")
-        bad = [c for c in ("/", "\\") if c in self.name]
-        if not self.name or self.name.startswith(".") or bad:
-            raise ConfigError(f"run.name must be a plain folder name (no '/', not hidden), got {self.name!r}.")
-
-
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -163,40 +140,6 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     run: RunConfig = field(default_factory=RunConfig)
-
-
-# ----------------------------------------------------------------------------- resume
-
-#: Fields a resumed run may change: they alter how a run is executed and logged, never the
-#: numbers it computes (the seed is in ``run`` but drives the data order and augmentation).
-RUNTIME_FIELDS = frozenset({"run.name", "run.out", "run.device", "run.checkpoint_every", "run.keep_every",
-                            "run.log_every", "run.precision", "run.channels_last",
-                            "data.num_workers"})
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def math_changes(saved: dict[str, Any], now: PretrainConfig) -> list[str]:
-    """Dotted fields whose value differs between a checkpoint's config and ``now``, ignoring
-    :data:`RUNTIME_FIELDS`: a resumed run may change those only.
-
-    The saved config is read through the schema first, so a field added to clrbench since it
-    was written compares as its default rather than as a change.
-    """
-    try:
-        saved = to_dict(from_dict(PretrainConfig, saved))
-    except ConfigError:
-        pass  # an older or hand-edited config: compare what it holds
-    old, new = _flatten(saved), _flatten(to_dict(now))
-    return sorted(k for k in old.keys() | new.keys()
-                  if k not in RUNTIME_FIELDS and old.get(k, "<unset>") != new.get(k, "<unset>"))
 
 
 # ----------------------------------------------------------------------------- derived
@@ -420,8 +363,12 @@ def load_pretrain_config(
     data: dict[str, Any] = {}
     if recipe is not None:
         data = read_yaml(resolve_recipe(recipe))
-    data = merge_overrides(data, overrides or [])
-    return from_dict(PretrainConfig, data)
+    from clrbench.config_checks import value_problem
+
+    cfg = from_dict(PretrainConfig, merge_overrides(data, overrides or []))
+    if problem := value_problem(cfg):
+        raise ConfigError(problem)
+    return cfg
 
 
 def assets_dir() -> Path:

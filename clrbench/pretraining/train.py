@@ -30,6 +30,7 @@ from clrbench.device import autocast_for, pick_device
 from clrbench.errors import UserError
 from clrbench.locks import folder_lock
 from clrbench.log import MetricsWriter, logger
+from clrbench.pretraining.resume import check_resumable
 from clrbench.pretraining.stream import epoch_order, file_batches, local_indices
 from clrbench.provenance import version_info
 from clrbench.simclr.global_bn import convert_global_bn
@@ -149,23 +150,6 @@ def _save(run_dir: Path, state: dict[str, Any], keep: bool) -> Path:
     if keep:
         atomic_torch_save(state, run_dir / f"step_{state['step']:07d}.pt")
     return last
-
-
-def check_resumable(ckpt: dict[str, Any], cfg: PretrainConfig, d: Derived, path: Path) -> None:
-    """Refuse a resume that would change the math of the run in ``path``.
-
-    Runtime fields (device, logging and checkpoint cadence, workers) may change; any other
-    change would make the checkpoint and ``config.yaml`` claim settings the first steps did
-    not use.
-    """
-    from clrbench.config import math_changes
-
-    changed = math_changes(ckpt.get("config") or {}, cfg)
-    if changed:
-        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
-        raise TrainingError(f"Cannot resume {path}: this run changes {shown}, which the checkpoint was "
-                            "trained with; resume with its settings (config.yaml), or start a new run "
-                            "with another run.name or --out.")
 
 
 def _resume(ckpt: dict[str, Any], model, probe, opt, probe_opt, d: Derived) -> int:

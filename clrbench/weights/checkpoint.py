@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,19 @@ def load(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder; pass the checkpoint file (for example {p}/last.pt).")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        code = _raw_pickle_globals(p)
+        if code:
+            raise CheckpointError(
+                f"{p} is unsafe: a raw Python pickle naming {', '.join(code[:3])}, code that would run on "
+                "load; clrbench loads weights only and refuses it (re-save it with torch.save(state_dict))."
+            ) from None
+        if code is not None:
+            raise CheckpointError(f"{p} is a raw Python pickle, not a torch checkpoint; re-save it with "
+                                  "torch.save(state_dict).") from None
         if "GLOBAL" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
                 f"{p} contains pickled code or objects that would run on load; clrbench loads "
@@ -71,6 +83,32 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict.")
     return obj
+
+
+def _raw_pickle_globals(path: Path) -> list[str] | None:
+    """For a plain pickle (not torch's zip format): the globals it would import, read with
+    ``pickletools`` (which parses opcodes and runs nothing); None for anything else."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(2)[:1] != b"\x80":  # pickle protocol >= 2 starts with PROTO
+                return None
+            f.seek(0)
+            names: list[str] = []
+            strings: list[str] = []
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                    strings.append(str(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name in ("REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX", "OBJ") and not names:
+                    names.append(op.name)
+    except Exception:  # noqa: BLE001 - not a parseable pickle: the caller says "corrupt"
+        return None
+    return names
 
 
 def load_clrbench(path: str | Path) -> dict[str, Any]:
