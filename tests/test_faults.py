@@ -244,7 +244,7 @@ _EVAL_SCRIPT = """
 import os, sys, time
 from pathlib import Path
 from clrbench.eval.executor import run_jobs
-from clrbench.records import Record
+from clrbench.records import Record, write_record
 
 class Job:
     def __init__(self, name): self.name = name
@@ -258,7 +258,7 @@ def run(job):
     return Record("ck", job.name, "linear", "top1", "ok", 50.0, 1.0, 1, 1, {}, {}, [], {}, {}, {}, "",
                   {}, {}, tags={"pid": os.getpid()})
 
-run_jobs([Job(f"t{i}") for i in range(6)], sys.argv[1], run=run)
+run_jobs([Job(f"t{i}") for i in range(6)], sys.argv[1], run=run, write=write_record)
 """
 
 
