@@ -27,7 +27,14 @@ from clrbench.config import load_pretrain_config
 from clrbench.locks import LockError, folder_lock
 from clrbench.pretraining.resume import ResumeError
 from clrbench.pretraining.train import train_loop
-from clrbench.records import Record, failed_path, read_record, read_records, record_path, write_record
+from clrbench.records import (
+    Record,
+    failed_path,
+    read_record,
+    read_records,
+    record_path,
+    write_record,
+)
 from clrbench.weights.checkpoint import CheckpointError, load_clrbench
 
 pytestmark = pytest.mark.faults

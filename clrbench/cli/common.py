@@ -37,7 +37,7 @@ _OS_REASONS = {
     errno.ENOTDIR: "a part of that path is a file, not a folder",
     errno.EISDIR: "it is a folder, where a file was expected",
     errno.ENOENT: "no such file or folder",
-    errno.EEXIST: "something else already exists there",
+    errno.EEXIST: "a file is in the way where a folder is needed",
     errno.ENAMETOOLONG: "the name is too long",
 }
 

@@ -65,6 +65,8 @@ def eval_(
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
     _check_inputs(device, protocol, tasks_dir)
+    if poll <= 0 or (workers is not None and workers < 1):
+        fail("--poll must be > 0 seconds and --workers >= 1.")
     _check_writable(results)
     plan = _Plan(tasks, [p.strip() for p in protocol.split(",") if p.strip()], results, executor,
                  {"data_root": data_root or os.environ.get("CLRBENCH_DATA"), "cache_dir": cache_dir,
@@ -225,6 +227,8 @@ def _show_board(results: Path, protocol: str | None, fmt: str, baseline: str | N
 
     if fmt not in ("table", "md", "csv", "json"):
         fail(f"--format must be table, md, csv or json, not {fmt!r}.")
+    if plot is not None and plot.suffix.lower() != ".png":
+        fail(f"--plot writes a PNG; give it a .png name, not {plot}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks))
     if not boards and protocol is not None:

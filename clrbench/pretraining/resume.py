@@ -8,6 +8,7 @@ refused with one sentence naming the fields.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,8 @@ def math_changes(saved: dict[str, Any], now: PretrainConfig) -> list[str]:
     The saved config is read through the schema first, so a field added to clrbench since it
     was written compares as its default rather than as a change.
     """
-    try:
+    with contextlib.suppress(ConfigError):  # an older or hand-edited config: compare what it holds
         saved = to_dict(from_dict(PretrainConfig, saved))
-    except ConfigError:
-        pass  # an older or hand-edited config: compare what it holds
     old, new = _flatten(saved), _flatten(to_dict(now))
     return sorted(k for k in old.keys() | new.keys()
                   if k not in RUNTIME_FIELDS and old.get(k, "<unset>") != new.get(k, "<unset>"))
