@@ -181,17 +181,24 @@ def test_corrupted_checkpoint_is_refused_and_never_exported(finished_run: Path, 
     bad.write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="damaged|not a readable"):
         load_clrbench(bad)
+    for frac in (0.25, 0.75):  # wherever the bytes land (weights, optimizer state), it is refused
+        blob = bytearray(good.read_bytes())
+        at = int(len(blob) * frac)
+        blob[at : at + 4096] = bytes(4096)
+        (tmp_path / "z.pt").write_bytes(bytes(blob))
+        with pytest.raises(CheckpointError, match="damaged|not a readable"):
+            load_clrbench(tmp_path / "z.pt")
     code, out = _cli("export", "--checkpoint", str(bad), "--out", str(tmp_path / "enc.safetensors"))
     assert code == 2 and "Traceback" not in out
     assert (tmp_path / "enc.safetensors").read_bytes() == exported  # the good export is untouched
 
 
 def test_non_finite_weights_are_refused_by_name(finished_run: Path, tmp_path: Path) -> None:
-    from clrbench.weights.checkpoint import atomic_torch_save, sha256_state
+    from clrbench.weights.checkpoint import CHECKSUM_KEY, atomic_torch_save, tensors_sha256
 
     ckpt = load_clrbench(finished_run / "ref" / "last.pt")
     ckpt["model"]["encoder.conv1.weight"][0, 0, 0, 0] = float("nan")
-    ckpt["weights_sha256"] = sha256_state(ckpt["model"])  # saved that way: the checksum matches
+    ckpt[CHECKSUM_KEY] = tensors_sha256(ckpt)  # saved that way: the checksum matches
     atomic_torch_save(ckpt, tmp_path / "nan.pt")
     with pytest.raises(CheckpointError, match="non-finite.*encoder.conv1.weight"):
         load_clrbench(tmp_path / "nan.pt")

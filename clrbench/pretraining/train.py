@@ -36,11 +36,12 @@ from clrbench.provenance import version_info
 from clrbench.simclr.global_bn import convert_global_bn
 from clrbench.simclr.model import OnlineProbe, SimCLR
 from clrbench.weights.checkpoint import (
+    CHECKSUM_KEY,
     FORMAT,
     FORMAT_VERSION,
     atomic_torch_save,
     encoder_metadata,
-    sha256_state,
+    tensors_sha256,
 )
 from clrbench.weights.checkpoint import load_clrbench as load_checkpoint
 
@@ -127,11 +128,9 @@ class _Batches:
 def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module | None,
            opt: torch.optim.Optimizer, probe_opt: torch.optim.Optimizer | None, step: int,
            d: Derived, feature_dim: int) -> dict[str, Any]:
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return {
+    state = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model": weights,
-        "weights_sha256": sha256_state(weights),  # checked at every load (weights.checkpoint)
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "probe": None if probe is None else probe.state_dict(),
         "optimizer": opt.state_dict(),
         "probe_optimizer": None if probe_opt is None else probe_opt.state_dict(),
@@ -142,6 +141,8 @@ def _state(cfg: PretrainConfig, model: torch.nn.Module, probe: torch.nn.Module |
         "encoder": encoder_metadata(cfg.model.arch, cfg.model.width, cfg.model.stem, feature_dim),
         **version_info(),
     }
+    state[CHECKSUM_KEY] = tensors_sha256(state)  # checked at every load (weights.checkpoint)
+    return state
 
 
 def _save(run_dir: Path, state: dict[str, Any], keep: bool) -> Path:

@@ -120,24 +120,50 @@ def load_clrbench(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} was written by a newer clrbench; upgrade to read it.")
     if not isinstance(ckpt.get("model"), dict):
         raise CheckpointError(f"{path} is a damaged clrbench checkpoint (it holds no model weights).")
-    verify_weights(ckpt["model"], ckpt.get("weights_sha256"), path)
+    verify_checkpoint(ckpt, path)
     return ckpt
 
 
-def verify_weights(state: dict[str, Any], expected_sha256: str | None, path: str | Path) -> None:
-    """Refuse weights that are not what was saved, or not finite.
+CHECKSUM_KEY = "tensors_sha256"
 
-    The checksum (written at save since clrbench 0.x; older checkpoints have none) catches
+
+def tensors_sha256(ckpt: dict[str, Any]) -> str:
+    """sha256 of every tensor in a checkpoint (model, optimizer and probe state), with its
+    place in the nesting, shape and dtype; the checksum field itself is left out."""
+    h = hashlib.sha256()
+
+    def walk(obj: Any, where: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{where}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                if not (where == "" and k == CHECKSUM_KEY):
+                    walk(obj[k], f"{where}/{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{where}/{i}")
+
+    walk(ckpt, "")
+    return h.hexdigest()
+
+
+def verify_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint whose tensors are not what was saved, or whose weights are not finite.
+
+    The checksum (written at save by clrbench pretrain; older checkpoints have none) catches
     bytes damaged on disk or in transit, which torch's zip reader does not check; the finite
     test catches a run saved after its weights blew up, and names the first bad tensor.
 
     Raises:
-        CheckpointError: a checksum mismatch or a non-finite tensor (named).
+        CheckpointError: a checksum mismatch or a non-finite weight (named).
     """
-    if expected_sha256 is not None and sha256_state(state) != expected_sha256:
-        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum stored when it was "
+    expected = ckpt.get(CHECKSUM_KEY)
+    if expected is not None and tensors_sha256(ckpt) != expected:
+        raise CheckpointError(f"{path} is damaged: its tensors do not match the checksum stored when it was "
                               "saved; use an earlier checkpoint (step_*.pt) or retrain.")
-    check_finite(state, path)
+    check_finite(ckpt["model"], path)
 
 
 def check_finite(state: dict[str, Any], source: str | Path) -> None:
