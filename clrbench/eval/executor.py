@@ -22,6 +22,9 @@ Guarantees, the same for both executors:
   leaves whole records only, and rerunning the same command (which plans only the jobs
   without an ``ok`` record) runs only what is missing.
 - A job that raises is recorded as ``failed`` with its error; the rest of the suite runs.
+- Several drivers on one results folder share the jobs: each job is claimed before it runs
+  (:mod:`clrbench.eval.claims`), so no job runs twice; a job whose claimant dies is run by
+  the next driver that reaches it.
 - On Ray, a job whose worker process dies is retried (``max_retries``); exceptions raised by
   the job itself are not retried, since they would raise again. Each task sets torch and
   BLAS thread counts to its CPU request before running, because Ray reuses worker processes.
