@@ -349,7 +349,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """
     p = Path(path)
     if not p.is_file():
-        raise ProbeInputError(f"No such file: {p}.")
+        raise ProbeInputError(f"{p} is a folder; pass the .npz file." if p.is_dir() else f"No such file: {p}.")
     try:
         z = np.load(p, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):

@@ -79,6 +79,8 @@ def load(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
         # A text file or a torn download surfaces as any of these (KeyError for a bad opcode).
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, (KeyError, IndexError, EOFError)):  # a bad opcode says only "101"
+            detail = "not a file torch.save wrote, or cut short"
         raise CheckpointError(f"{p} is not a readable checkpoint ({detail}).") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict.")

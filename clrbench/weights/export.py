@@ -72,8 +72,11 @@ def _write_verified(out: Path, blob: bytes, state: dict) -> None:
     from clrbench.weights.adapters.native import read_safetensors
     from clrbench.weights.checkpoint import check_finite, sha256_state
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(out) if ".tmp" in str(e.filename) else e.filename) from None
     try:
         try:
             with os.fdopen(fd, "wb") as f:
