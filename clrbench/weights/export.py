@@ -90,7 +90,10 @@ def _write_verified(out: Path, blob: bytes, state: dict) -> None:
             raise CheckpointError(f"The export written to {out} did not read back as the weights; "
                                   "the previous file is untouched (check the disk).")
         check_finite(got, out)
-        publish(tmp, out)
+        try:
+            publish(tmp, out)
+        except OSError as e:  # e.g. a folder named like the target: name the target alone
+            raise OSError(e.errno, e.strerror, str(out)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
