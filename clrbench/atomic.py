@@ -29,8 +29,11 @@ def _default_mode() -> int:
 def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    except OSError as e:
+        raise _named(e, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -38,6 +41,14 @@ def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
+    except Exception as e:
+        Path(tmp).unlink(missing_ok=True)
+        # A writer may hide the disk's error behind its own (torch's zip writer raises a
+        # RuntimeError while closing after a failed write): report the filesystem error.
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        raise _named(cause, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -48,6 +59,23 @@ def atomic_file(path: str | Path, mode: str = "wb", suffix: str = ".tmp") -> Ite
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _named(e: OSError, path: Path) -> OSError:
+    """The same error naming the file the caller asked for, where it named the temporary file
+    or nothing (a failed ``write`` on a full disk names nothing), so the message says what failed."""
+    if e.filename is not None and not Path(e.filename).name.startswith(f".{path.name}."):
+        return e  # names a real path (a parent folder that is a file, say): keep it
+    return type(e)(e.errno, e.strerror, str(path)) if e.errno else e
+
+
+def _os_error_in(e: BaseException | None, depth: int = 6) -> OSError | None:
+    """``e`` itself if it is an OSError with an errno, else the first in its context chain."""
+    while e is not None and depth > 0:
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e, depth = e.__cause__ or e.__context__, depth - 1
+    return None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -365,8 +365,12 @@ def load_pretrain_config(
     data: dict[str, Any] = {}
     if recipe is not None:
         data = read_yaml(resolve_recipe(recipe))
-    data = merge_overrides(data, overrides or [])
-    return from_dict(PretrainConfig, data)
+    from clrbench.config_checks import value_problem
+
+    cfg = from_dict(PretrainConfig, merge_overrides(data, overrides or []))
+    if problem := value_problem(cfg):
+        raise ConfigError(problem)
+    return cfg
 
 
 def assets_dir() -> Path:

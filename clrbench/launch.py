@@ -61,6 +61,9 @@ def _torchrun(cfg: PretrainConfig, resume: bool, nproc: int) -> None:
     """N processes on this node: ``torchrun --nproc-per-node N -m clrbench pretrain CFG``."""
     if nproc < 1:
         raise LaunchError(f"--nproc must be >= 1, got {nproc}.")
+    # Check here what every child would refuse, so the user reads it once, not N times above a
+    # torchrun traceback.
+    preflight(cfg, resume, nproc)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(to_dict(cfg), f)
         recipe = f.name
@@ -76,6 +79,26 @@ def _torchrun(cfg: PretrainConfig, resume: bool, nproc: int) -> None:
     if rc != 0:
         raise LaunchError(f"torchrun exited with status {rc}; the messages above say why.")
     return None
+
+
+def preflight(cfg: PretrainConfig, resume: bool, world: int) -> None:
+    """In the driver, before any process starts: the batch splits over ``world`` and fits the
+    data, the run folder is free (not held by another process), and an existing run is resumed
+    only when asked and only with its own settings."""
+    from clrbench.config import derive
+    from clrbench.data.pretrain_source import open_source
+    from clrbench.locks import check_free
+    from clrbench.pretraining.train import TrainingError, check_resumable
+    from clrbench.weights.checkpoint import load_clrbench
+
+    d = derive(cfg, len(open_source(cfg.data)), world)
+    run_dir = Path(cfg.run.out) / cfg.run.name
+    check_free(run_dir)
+    last = run_dir / "last.pt"
+    if last.exists() and not resume:
+        raise TrainingError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out.")
+    if last.exists():
+        check_resumable(load_clrbench(last), cfg, d, run_dir)
 
 
 def _ray_worker(config: dict[str, Any]) -> None:
@@ -152,6 +175,7 @@ def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float
     if cfg.optim.batch_size_global % workers:
         raise LaunchError(f"optim.batch_size_global={cfg.optim.batch_size_global} is not divisible by "
                           f"--workers {workers}.")
+    preflight(cfg, resume, workers)
     if not ray.is_initialized():
         check_ray_address(address)
         try:

@@ -60,4 +60,6 @@ class MetricsWriter:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue  # a line torn by a kill
-        self.path.write_text("".join(k + "\n" for k in keep))
+        from clrbench.atomic import write_text
+
+        write_text(self.path, "".join(k + "\n" for k in keep))

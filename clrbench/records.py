@@ -99,8 +99,42 @@ def write_record(results_dir: Path | str, record: Record) -> Path:
         The path written.
     """
     path = record_path(results_dir, record.checkpoint_id, record.task, record.protocol)
+    side = failed_path(path)
+    if record.status != "ok" and _is_ok(path):
+        # A failed recompute never replaces a good result: the failure goes beside it, where
+        # the board notes it, and the ok record stays what the board shows.
+        write_bytes(side, dumps_record(record).encode("utf-8"))
+        return side
     write_bytes(path, dumps_record(record).encode("utf-8"))
+    if record.status == "ok":
+        side.unlink(missing_ok=True)  # the recompute that failed has now succeeded
     return path
+
+
+FAILED_SUFFIX = ".failed.json"
+
+
+def failed_path(path: Path) -> Path:
+    """``<task>__<protocol>.failed.json``: where a failed recompute of an ok record is kept."""
+    return path.with_name(path.name[: -len(".json")] + FAILED_SUFFIX)
+
+
+def _is_ok(path: Path) -> bool:
+    try:
+        return path.is_file() and read_record(path).status == "ok"
+    except RecordError:
+        return False
+
+
+def failed_recomputes(results_dir: Path | str) -> list[Record]:
+    """The failures kept beside ok records (see :func:`write_record`); unreadable ones skipped."""
+    out = []
+    for p in sorted((Path(results_dir) / "records").glob(f"*/*{FAILED_SUFFIX}")):
+        try:
+            out.append(read_record(p))
+        except RecordError:
+            continue
+    return out
 
 
 def dumps_record(record: Record) -> str:
@@ -211,28 +245,50 @@ def read_record(path: Path | str) -> Record:
         raise RecordError(f"{path} is not a valid record ({e}); delete it and rerun that job.") from e
 
 
-def read_records(results_dir: Path | str) -> list[Record]:
+def read_records(results_dir: Path | str, lenient: bool = False) -> list[Record]:
     """Every record under ``results_dir/records``, sorted by path; none skipped silently.
 
-    Temporary files of an in-flight atomic write (hidden ``.*.tmp``) are not records.
+    Temporary files of an in-flight atomic write (hidden ``.*.tmp``) are not records, nor are
+    failed recomputes kept beside an ok record (``*.failed.json``, :func:`failed_recomputes`).
+
+    Args:
+        lenient: skip an invalid file with one warning line naming it (once per process),
+            so one damaged file does not hide the rest of a board.
 
     Raises:
-        RecordError: naming the first file that is invalid or stored under the wrong name.
+        RecordError: (not lenient) naming the first file that is invalid or misplaced.
     """
     root = Path(results_dir) / "records"
     if not root.is_dir():
         return []
     records = []
     for path in sorted(root.glob("*/*.json")):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path.name.endswith(FAILED_SUFFIX):
             continue
-        rec = read_record(path)
-        expected = record_path(results_dir, rec.checkpoint_id, rec.task, rec.protocol)
-        if expected != path:
-            raise RecordError(f"{path} holds the record of {rec.checkpoint_id}/{rec.task}__{rec.protocol}; "
-                              f"move it to {expected} or delete it.")
+        try:
+            rec = read_record(path)
+            expected = record_path(results_dir, rec.checkpoint_id, rec.task, rec.protocol)
+            if expected != path:
+                raise RecordError(f"{path} holds the record of {rec.checkpoint_id}/{rec.task}__{rec.protocol}; "
+                                  f"move it to {expected} or delete it.")
+        except RecordError as e:
+            if not lenient:
+                raise
+            _warn_once(path, f"warning: skipped a damaged record: {e}")
+            continue
         records.append(rec)
     return records
+
+
+_WARNED: set[Path] = set()
+
+
+def _warn_once(path: Path, message: str) -> None:
+    import logging
+
+    if path not in _WARNED:
+        _WARNED.add(path)
+        logging.getLogger("clrbench").warning(message)
 
 
 def has_record(results_dir: Path | str, checkpoint_id: str, task: str, protocol: str) -> bool:

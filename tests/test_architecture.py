@@ -23,7 +23,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("clrbench.data",),
     ("clrbench.simclr",),
     ("clrbench.config", "clrbench.records", "clrbench.provenance", "clrbench.device", "clrbench.dist",
-     "clrbench.atomic", "clrbench.log", "clrbench.registry", "clrbench.errors", "clrbench"),
+     "clrbench.atomic", "clrbench.log", "clrbench.registry", "clrbench.errors", "clrbench.locks",
+     "clrbench.config_checks",
+     "clrbench"),
 ]
 # Sibling packages of one layer that must not know each other either.
 INDEPENDENT = [("clrbench.eval", "clrbench.leaderboard")]

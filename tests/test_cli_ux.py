@@ -124,8 +124,8 @@ def test_one_encoder_is_one_row_whatever_its_file_name(tmp_path: Path) -> None:
 def test_leaderboard_protocol_without_records_says_what_exists(tmp_path: Path) -> None:
     write_record(tmp_path, replace(_record("a", {"path": "a"}), protocol="finetune"))
     res = runner.invoke(app, ["leaderboard", "--results", str(tmp_path), "--protocol", "linear"])
-    assert res.exit_code == 1
-    assert "no linear records" in res.output and "finetune records" in res.output
+    assert res.exit_code == 2  # a bad --protocol, not a missing result
+    assert "no linear records" in res.output and "protocols with records: finetune" in res.output
 
 
 def test_study_trial_table_shows_bracketed_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,10 +157,10 @@ def test_resume_of_a_finished_run_says_so_not_nan(monkeypatch: pytest.MonkeyPatc
     from clrbench.pretraining.train import TrainSummary
 
     monkeypatch.setattr(launch_mod, "launch", lambda cfg, **kw: TrainSummary(
-        tmp_path, tmp_path / "last.pt", 230, float("nan"), 0.1, None))  # type: ignore[arg-type]
+        tmp_path, tmp_path / "last.pt", 230, float("nan"), 0.1, None, already_finished=True))  # type: ignore[arg-type]
     res = runner.invoke(app, ["pretrain", "--resume"])
     assert res.exit_code == 0, res.output
-    assert "already finished its 230 steps" in res.output and "nan" not in res.output
+    assert "already finished (230 steps)" in res.output and "nan" not in res.output
 
 
 def test_data_verify_has_no_none_in_the_classes_column(tmp_path: Path) -> None:

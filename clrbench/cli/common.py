@@ -3,6 +3,7 @@ known bad-input errors into one sentence and a non-zero exit."""
 
 from __future__ import annotations
 
+import errno
 from typing import Any, NoReturn
 
 import typer
@@ -28,6 +29,30 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_OS_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.EISDIR: "it is a folder, where a file was expected",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "a file is in the way where a folder is needed",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def os_error_sentence(e: OSError) -> str:
+    """One sentence for a filesystem error: the path, the reason, and that earlier outputs stand."""
+    path = e.filename if e.filename is not None else "(a file being written)"
+    if e.filename2 is not None:
+        path = f"{path} -> {e.filename2}"
+    reason = _OS_REASONS.get(e.errno or -1, (e.strerror or str(e)).lower())
+    return (f"cannot use {path}: {reason}; nothing already written (checkpoints, records, exports) "
+            "was changed.")
+
+
 def _guard(fn: Any) -> Any:
     """Turn known bad-input errors into one sentence and a non-zero exit."""
     import functools
@@ -43,8 +68,8 @@ def _guard(fn: Any) -> Any:
         except Exception as e:  # noqa: BLE001 - filtered just below
             if _is_user_error(e):
                 fail(str(e))
-            if isinstance(e, OSError) and e.errno == 28:
-                fail(f"the disk is full ({e.filename or ''}); the previous checkpoint or record is intact.")
+            if isinstance(e, OSError) and e.errno is not None:
+                fail(os_error_sentence(e))
             raise
 
     return wrapper

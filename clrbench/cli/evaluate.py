@@ -54,6 +54,9 @@ def eval_(
         return print_task_list(tasks_dir, data_root or os.environ.get("CLRBENCH_DATA"))
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
+    _check_inputs(device, protocol, tasks_dir)
+    if poll <= 0 or (workers is not None and workers < 1):
+        fail("--poll must be > 0 seconds and --workers >= 1.")
     check_writable(results)
     check_wandb(wandb_project)
     # A dataset not on disk is a missing prerequisite: its tasks are left out here, said once.
@@ -79,9 +82,25 @@ def eval_(
     show_board(results, None, "table", None, None, ids, include_limited=limit is not None)
     log_wandb(wandb_project, results, ids, {"tasks": tasks, "protocols": protocol, "checkpoints": checkpoint or [],
                                             "watch": str(watch) if watch else None})
+    if batch.failed:  # exit codes: README "When things go wrong"
+        console.print(f"{batch.failed} job(s) failed (listed above); their records say why. Exit status 1.")
+        raise typer.Exit(1)
     if skipped:
         console.print(f"Not run, data missing (see above): {', '.join(skipped)}.", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def _check_inputs(device: str, protocol: str, tasks_dir: Path | None) -> None:
+    """Flags checked where they are parsed: one sentence each, before any work."""
+    from clrbench.device import pick_device
+
+    pick_device(device)
+    if not [p for p in protocol.split(",") if p.strip()]:
+        fail("--protocol is empty; name one or more of linear, knn, fewshot, finetune, finetune-asha, semi-10pct.")
+    if tasks_dir is not None and not tasks_dir.is_dir():
+        fail(f"--tasks-dir {tasks_dir} is not a folder of task cards.")
+    if tasks_dir is not None and not any(tasks_dir.glob("*.yaml")):
+        fail(f"--tasks-dir {tasks_dir} holds no task cards (*.yaml).")
 
 
 @dataclass
@@ -95,10 +114,12 @@ class _Batch:
     options: Any  # clrbench.eval.plan.EvalOptions
     ray_args: dict[str, Any]
     yes: bool = False  # --yes: fine-tune jobs may start past an hour of estimated time
+    failed: int = 0  # jobs whose record is not ok, over every batch
 
     def evaluate(self, specs: list[str]) -> list[str]:
         """Run every missing job of ``specs`` with live progress; returns their checkpoint ids."""
         from clrbench.eval.plan import plan_eval
+        from clrbench.records import Record
 
         if not specs:
             return []
@@ -111,7 +132,8 @@ class _Batch:
             with JobProgress(console) as on_event:
                 stored = plan.execute(self.executor, on_event, **self.ray_args)
             for r in stored:
-                if getattr(r, "status", "ok") != "ok" and hasattr(r, "checkpoint_id"):
+                if isinstance(r, Record) and r.status != "ok":
+                    self.failed += 1
                     console.print(f"[red]{r.status}[/] " + escape(f"{r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}"))
         return plan.checkpoint_ids
 

@@ -21,8 +21,10 @@ def probe(
     """Run the Kornblith linear probe (45-point lambda grid, L-BFGS) on precomputed features."""
     import json
 
+    from clrbench.device import pick_device
     from clrbench.eval.probe_file import probe_npz
 
+    pick_device(device)  # a device this machine lacks is one sentence, before any work
     res = probe_npz(features, metric=metric, device=device)
     if json_:
         stdout.print_json(json.dumps(res.to_json()))
@@ -67,12 +69,14 @@ def show_board(results: Path, protocol: str | None, fmt: str, baseline: str | No
 
     if fmt not in ("table", "md", "csv", "json", "html"):
         fail(f"--format must be table, md, csv, json or html, not {fmt!r}.")
+    if plot is not None and plot.suffix.lower() != ".png":
+        fail(f"--plot writes a PNG; give it a .png name, not {plot}.")
     boards = lb.board_for_results(results, protocol=protocol, baseline=baseline, checkpoints=only,
                                   tasks=_columns(tasks), include_limited=include_limited)
     if not boards:
         from clrbench.cli.notices import records_elsewhere
 
-        fail(records_elsewhere(results, protocol), 1)
+        fail(*records_elsewhere(results, protocol))
     if fmt == "html":
         from clrbench.cli.sinks import html_page
 
@@ -99,7 +103,7 @@ def show_curves(results: Path, only: list[str] | None, protocol: str | None = No
     from clrbench.leaderboard import curves as lc
     from clrbench.records import read_records
 
-    records = [r for r in read_records(results) if only is None or r.checkpoint_id in only]
+    records = [r for r in read_records(results, lenient=True) if only is None or r.checkpoint_id in only]
     curves = lc.build_curves(records, protocol)
     for c in curves:
         if fmt == "table":

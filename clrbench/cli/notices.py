@@ -47,15 +47,13 @@ def print_task_list(tasks_dir: str | Path | None, data_root: str | None) -> None
         stdout.print(f"  {c.name:<11} {c.metric:<15} {state:<17} {' '.join(c.title.split())}", markup=False, highlight=False)
 
 
-def records_elsewhere(results: Path, protocol: str | None) -> str:
-    """Why a board is empty: which protocols do have records, or that there are none at all."""
+def records_elsewhere(results: Path, protocol: str | None) -> tuple[str, int]:
+    """Why a board is empty, and the exit status: a --protocol no record has is a bad input (2),
+    naming the protocols that do have records; no records at all is a missing result (1)."""
     from clrbench.records import read_records
 
-    try:
-        have = sorted({r.protocol for r in read_records(results)})
-    except Exception:  # noqa: BLE001 - an unreadable record is reported by the board itself
-        have = []
+    have = sorted({r.protocol for r in read_records(results, lenient=True)})
     if protocol is not None and have:
-        return (f"no {protocol} records in {results}/records; there are {', '.join(have)} records "
-                f"(clrbench leaderboard --protocol {have[0]}).")
-    return f"no records in {results}/records yet; run clrbench eval first."
+        return (f"no {protocol} records in {results}/records; protocols with records: {', '.join(have)} "
+                f"(clrbench leaderboard --protocol {have[0]})."), 2
+    return f"no records in {results}/records yet; run clrbench eval first.", 1

@@ -53,12 +53,13 @@ def pretrain(
 
     summary = launch(cfg, launcher=launcher, resume=resume, nproc=nproc, workers=workers,
                      gpus_per_worker=gpus_per_worker, address=address, reporter_factory=_progress)
-    if summary is not None:
-        if summary.loss != summary.loss:  # NaN: no step ran (a resumed run that had already finished)
-            stdout.print(f"The run had already finished its {summary.steps} steps; nothing to train.", markup=False)
-        else:
-            stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
-        stdout.print(f"Checkpoint: [bold]{escape(str(summary.checkpoint))}[/]  " + escape(f"(evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)"))
+    if summary is not None and summary.already_finished:
+        stdout.print(f"{summary.run_dir} already finished ({summary.steps} steps); nothing was changed.", markup=False)
+        stdout.print(f"Checkpoint: [bold]{escape(str(summary.checkpoint))}[/]")
+    elif summary is not None:
+        stdout.print(f"Trained {summary.steps} steps in {summary.seconds:.0f} s; final loss {summary.loss:.3f}.")
+        stdout.print(f"Checkpoint: [bold]{escape(str(summary.checkpoint))}[/]  "
+                     + escape(f"(evaluate it: clrbench eval --checkpoint {summary.checkpoint} --tasks quick)"))
 
 
 def _guess_source(recipe: str, data: str) -> str:

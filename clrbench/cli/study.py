@@ -106,6 +106,11 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
             console.print(f"[red]{o.status}[/] " + escape(f"{o.trial.key}: {o.error}"), highlight=False)
     stdout.print(f"Picture: [bold]{escape(str(png))}[/]  " + escape(f"table: {png.with_suffix('.md')}  records: clrbench leaderboard "
                  f"--results {plan.results_dir}"), highlight=False)
+    failed = sum(o.status == "failed" for o in outcomes)  # diverged is a result (S-v1 Table 5), not a failure
+    if failed:
+        console.print(f"{failed} trial job(s) failed (listed above); rerun the same command to retry them. "
+                      "Exit status 1.")
+        raise typer.Exit(1)
 
 
 def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any]) -> Any:

@@ -21,6 +21,9 @@ Guarantees, the same for both executors:
   leaves whole records only, and rerunning the same command (which plans only the jobs
   without an ``ok`` record) runs only what is missing.
 - A job that raises is recorded as ``failed`` with its error; the rest of the suite runs.
+- Several drivers on one results folder share the jobs: each job is claimed before it runs
+  (:mod:`clrbench.eval.claims`), so no job runs twice; a job whose claimant dies is run by
+  the next driver that reaches it.
 - On Ray, a job whose worker process dies is retried (``max_retries``); exceptions raised by
   the job itself are not retried, since they would raise again. Each task sets torch and
   BLAS thread counts to its CPU request before running, because Ray reuses worker processes.
@@ -43,6 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from clrbench.eval.claims import Claims
 from clrbench.eval.jobs import EvalError
 from clrbench.records import Record
 
@@ -81,7 +85,8 @@ def _is_user_error(e: BaseException) -> bool:
     """Missing data and the like: one sentence in the record, no traceback."""
     from clrbench.errors import UserError
 
-    return isinstance(e, UserError)
+    # A filesystem error names its path and reason; the record keeps it, no traceback needed.
+    return isinstance(e, (UserError, OSError))
 
 
 @contextlib.contextmanager
@@ -169,16 +174,29 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
         if result is not None:
             write(results, result)
             stored.append(result)
+        claims.release(job)
         ok = error is None and getattr(result, "status", "ok") == "ok"
         msg = None if error is None else f"{type(error).__name__}: {error}"
         emit({"job": job, "state": "done" if ok else "failed", "record": result,
               "error": msg or getattr(result, "error", None)})
 
+    # Several drivers on one results folder share the jobs (clrbench.eval.claims).
+    claims = Claims(results)
+
+    def skip(job: Any, rec: Any) -> None:
+        emit({"job": job, "state": "done", "record": rec, "error": None})
+
     if executor == "local":
-        for job in jobs:
+        for job in claims.share(jobs, skip):
             finish(job, *_run_here(job, run, emit))
     else:
-        _run_ray(list(jobs), finish, run, emit, address, workers)
+        try:
+            _run_ray(claims.take_free(jobs, skip), finish, run, emit, address, workers)
+            rest = claims.take_waiting(skip)
+            if rest:
+                _run_ray(rest, finish, run, emit, address, workers)
+        finally:
+            claims.release_all()
     return stored
 
 

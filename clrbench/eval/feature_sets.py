@@ -99,7 +99,7 @@ def feature_splits(job: EvalJob, proto: Any) -> FeatureSplits:
     split_hash = stored_split_hash(card, split_dir(job), source, job.limit)
     # The remembered identity hashes the encoder alone; features of a head layer (S-v2) also
     # depend on the head's weights, so those jobs always load the checkpoint.
-    if split_hash is not None and canonical(proto.feature_layer) == "pooled":
+    if split_hash is not None and not job.force and canonical(proto.feature_layer) == "pooled":
         got = {s: cached_features(key(s, split_hash), cache) for s in SPLITS}
         if all(g is not None for g in got.values()):
             return _splits(card, info.describe(), split_hash, got, pre, t0, task_tags(source, job.limit))
@@ -108,7 +108,7 @@ def feature_splits(job: EvalJob, proto: Any) -> FeatureSplits:
     card, data = load_job_task(job)
     encoder = at_layer(load_encoder(job.checkpoint), proto.feature_layer)  # honours head:k (S-v2)
     sets = {s: features_for(encoder, getattr(data, s), key(s, data.split_hash), cache, pre,
-                            proto.batch_size, proto.dtype, job.device) for s in SPLITS}
+                            proto.batch_size, proto.dtype, job.device, force=job.force) for s in SPLITS}
     return _splits(card, encoder.describe(), data.split_hash, sets, pre, t0, data.tags)
 
 

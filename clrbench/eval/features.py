@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clrbench.atomic import publish, write_bytes
+from clrbench.atomic import atomic_file, publish, write_bytes
 from clrbench.data.cards import Preprocessing
 from clrbench.data.images import LabeledImages
 from clrbench.weights.adapters import Encoder
@@ -137,7 +137,8 @@ def extract_features(encoder: Encoder, images: LabeledImages, pre: Preprocessing
         feats.flush()
         del feats
         publish(tmp, out)
-        np.save(out.with_suffix(".valid.npy"), valid)
+        with atomic_file(out.with_suffix(".valid.npy")) as f:
+            np.save(f, valid)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -175,27 +176,40 @@ def _save_labels(path: Path, images: LabeledImages) -> None:
 
 
 def cached_features(key: str, cache_dir: Path) -> CachedFeatures | None:
-    """The cached features of ``key`` with their labels, or None when any part is missing."""
+    """The cached features of ``key`` with their labels, or None when any part is missing or
+    does not match its seal (:mod:`clrbench.eval.cache_check`)."""
+    from clrbench.eval.cache_check import read_verified
+
     path, valid_path, labels_path = _paths(cache_dir, key)
-    if not (path.exists() and valid_path.exists() and labels_path.exists()):
-        return None
     try:
         with np.load(labels_path) as z:
             targets, ignore = z["targets"], (z["ignore"] if "ignore" in z.files else None)
-        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True, targets, ignore)
-    except (OSError, ValueError, KeyError):  # unreadable: the caller extracts again
+    except (OSError, ValueError, KeyError):  # missing or unreadable: the caller extracts again
         return None
+    got = read_verified(path, valid_path, len(targets), labels_path)
+    return None if got is None else CachedFeatures(got[0], got[1], True, targets, ignore)
 
 
 def features_for(encoder: Encoder, images: LabeledImages, key: str, cache_dir: Path, pre: Preprocessing,
-                 batch_size: int, dtype: str, device: str | torch.device = "cpu") -> CachedFeatures:
-    """Read the features of ``key`` from the cache, or extract and store them (with the labels)."""
+                 batch_size: int, dtype: str, device: str | torch.device = "cpu",
+                 force: bool = False) -> CachedFeatures:
+    """Read the features of ``key`` from the cache, or extract and store them (with the labels).
+
+    A cache entry is used only when its files match the size and sha256 stored beside them when
+    it was written (``<key>.check.json``); a truncated or damaged entry is recomputed, as is every
+    entry when ``force`` is set.
+    """
+    from clrbench.eval.cache_check import read_verified, seal
+
     path, valid_path, labels_path = _paths(cache_dir, key)
-    if path.exists() and valid_path.exists():
-        if not labels_path.exists():  # written by an older clrbench: add the labels now
-            _save_labels(labels_path, images)
-        return CachedFeatures(np.load(path, mmap_mode="r"), np.load(valid_path), True, images.targets,
-                              images.ignore)
+    if not force:
+        got = read_verified(path, valid_path, len(images))
+        if got is not None:
+            if not labels_path.exists():  # written by an older clrbench: add the labels now
+                _save_labels(labels_path, images)
+                seal(path, valid_path, labels_path)
+            return CachedFeatures(got[0], got[1], True, images.targets, images.ignore)
     feats, valid = extract_features(encoder, images, pre, path, batch_size, dtype, device)
     _save_labels(labels_path, images)
+    seal(path, valid_path, labels_path)
     return CachedFeatures(feats, valid, False, images.targets, images.ignore)

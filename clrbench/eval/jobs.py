@@ -42,6 +42,7 @@ class EvalJob:
     source: str = "files"  # files | hf | auto (clrbench.data.hub)
     limit: int | None = None  # at most this many images per split (clrbench.data.limit)
     card_file: str | None = None  # a user task card's file (clrbench.data.user_cards)
+    force: bool = False  # --force: recompute the feature-cache entries too
 
     @property
     def key(self) -> tuple[str, str, str]:

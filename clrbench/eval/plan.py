@@ -120,7 +120,7 @@ def plan_jobs(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
         for card, card_file in cards:
             for p in protocols:
                 job = EvalJob(spec, cid, card.name, resolved[p], data_root, cache_dir, tasks_dir,
-                              device, source=source, limit=limit, card_file=card_file)
+                              device, source=source, limit=limit, card_file=card_file, force=force)
                 recorded = not force and has_record(results_dir, *job.key)
                 (done if recorded else todo).append(job)
     return todo, done

@@ -24,7 +24,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """
     p = Path(path)
     if not p.is_file():
-        raise ProbeInputError(f"No such file: {p}.")
+        raise ProbeInputError(f"{p} is a folder; pass the .npz file." if p.is_dir() else f"No such file: {p}.")
     try:
         z = np.load(p, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
@@ -53,6 +53,14 @@ def probe_npz(path: str | Path, metric: str | None = None, device: str | torch.d
     """
     a = load_npz(path)
     metric = metric or ("map11" if a["train_y"].ndim == 2 else "top1")
+    if a["train_y"].ndim == 1:
+        unseen = sorted(set(np.unique(a["test_y"]).tolist()) - set(np.unique(a["train_y"]).tolist()))
+        if unseen:  # a probe can never predict a class it was not trained on
+            from clrbench.log import logger
+
+            shown = ", ".join(map(str, unseen[:8])) + (" ..." if len(unseen) > 8 else "")
+            logger.warning(f"warning: test labels {shown} never occur in train_y; a linear probe cannot "
+                           f"predict them, so those test examples all count as wrong.")
     data = ProbeData(a["train_x"], a["train_y"], a["val_x"], a["val_y"], a["test_x"], a["test_y"],
                      val_ignore=a.get("val_ignore"), test_ignore=a.get("test_ignore"))
     return fit_probe(data, metric, ProbeOptions(device=device))

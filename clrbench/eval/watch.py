@@ -108,7 +108,9 @@ class RunWatcher:
         if not _pin(src, tmp):
             return None
         info = checkpoint_progress(str(tmp))  # read from the pinned inode: it cannot change now
-        if not info or info["step"] in self._steps:
+        if not info:
+            _refuse(tmp, src)  # checkpoints are renamed into place whole: this one will not change
+        if info["step"] in self._steps:
             tmp.unlink(missing_ok=True)
             return None
         self._steps.add(info["step"])
@@ -117,6 +119,20 @@ class RunWatcher:
         if info["total_steps"] is not None and info["step"] >= info["total_steps"]:
             self.finished = True
         return info["step"], dst
+
+
+def _refuse(pinned: Path, src: Path) -> None:
+    """Raise the loader's one sentence for a run-folder file that is no usable checkpoint
+    (unsafe, damaged, foreign), naming the file in the run folder, not its pin."""
+    from clrbench.weights.checkpoint import load_clrbench
+
+    try:
+        load_clrbench(pinned)
+    except CheckpointError as e:
+        raise CheckpointError(f"{str(e).replace(str(pinned), str(src))} --watch stops here.") from None
+    finally:
+        pinned.unlink(missing_ok=True)
+    raise CheckpointError(f"{src} is not a clrbench training checkpoint (no step); --watch stops here.")
 
 
 def watch_run(run_dir: Path | str, snapshot_dir: Path | str, evaluate: Callable[[list[Path]], None],

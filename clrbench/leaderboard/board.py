@@ -332,7 +332,8 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
         RecordError: an invalid record file (named).
         BoardError: the baseline is in none of the boards.
     """
-    records, aliases = merge_identities(read_records(results_dir), read_aliases(results_dir))
+    # A damaged record file: one warning, not no board.
+    records, aliases = merge_identities(read_records(results_dir, lenient=True), read_aliases(results_dir))
     records = [r for r in records if include_limited or not is_limited(r.protocol)]
     if checkpoints is not None:
         wanted = {lookup(c, aliases) for c in checkpoints}
@@ -349,4 +350,18 @@ def board_for_results(results_dir: Path | str, protocol: str | None = None, base
             boards.append(build_board(records, refs, p, None, tasks, aliases))
     if baseline is not None and boards and len(misses) == len(boards):
         raise misses[0]
-    return boards
+    return [_with_failed_recomputes(b, results_dir, checkpoints) for b in boards]
+
+
+def _with_failed_recomputes(board: Board, results_dir: Path | str,
+                            checkpoints: Sequence[str] | None) -> Board:
+    """Note each recompute that failed beside an ok record (records.write_record keeps both)."""
+    from dataclasses import replace
+
+    from clrbench.records import failed_recomputes
+
+    notes = [f"{f.checkpoint_id} / {f.task}: a recompute failed ({(f.error or 'no message')[:120]}); "
+             "the ok value shown is the earlier one."
+             for f in failed_recomputes(results_dir)
+             if f.protocol == board.protocol and (checkpoints is None or f.checkpoint_id in checkpoints)]
+    return replace(board, notes=board.notes + tuple(notes)) if notes else board

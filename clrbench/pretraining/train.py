@@ -22,12 +22,15 @@ import torch.nn.functional as F
 import yaml
 
 from clrbench import dist
+from clrbench.atomic import write_text
 from clrbench.config import Derived, PretrainConfig, derive, to_dict
 from clrbench.data.images import ArrayImages, LabeledImages
 from clrbench.data.pretrain_source import open_source
 from clrbench.device import autocast_for, pick_device
 from clrbench.errors import UserError
+from clrbench.locks import folder_lock
 from clrbench.log import MetricsWriter, logger
+from clrbench.pretraining.resume import check_resumable
 from clrbench.pretraining.stream import epoch_order, file_batches, local_indices
 from clrbench.simclr.global_bn import convert_global_bn
 from clrbench.simclr.model import OnlineProbe, SimCLR
@@ -54,6 +57,7 @@ class TrainSummary:
     loss: float
     seconds: float
     derived: Derived
+    already_finished: bool = False  # resumed a run that had reached its last step: nothing ran
 
 
 def warmup_lr(step: int, d: Derived) -> float:
@@ -141,8 +145,7 @@ def _save(run_dir: Path, state: dict[str, Any], keep: bool) -> Path:
     return last
 
 
-def _resume(run_dir: Path, model, probe, opt, probe_opt, d: Derived) -> int:
-    ckpt = load_checkpoint(run_dir / "last.pt")
+def _resume(ckpt: dict[str, Any], model, probe, opt, probe_opt, d: Derived) -> int:
     if ckpt["world_size"] != d.world_size and ckpt["derived"]["batch_size_global"] != d.batch_size_global:
         raise TrainingError("The checkpoint's global batch differs from this run's; resume with the same batch size.")
     if ckpt["derived"]["total_steps"] != d.total_steps:
@@ -171,12 +174,28 @@ def train_loop(cfg: PretrainConfig, reporter: Reporter | None = None, resume: bo
     Raises:
         TrainingError: a NaN/inf loss (the last good checkpoint is kept) or a bad resume.
     """
+    run_dir = Path(cfg.run.out) / cfg.run.name
+    # One process writes a run folder at a time (rank 0 holds the lock for its group).
+    with folder_lock(run_dir, "run folder", enabled=dist.is_main()):
+        return _train(cfg, run_dir, reporter, resume, on_checkpoint)
+
+
+def _train(cfg: PretrainConfig, run_dir: Path, reporter: Reporter | None, resume: bool,
+           on_checkpoint: Callable[[int, Path | None], None] | None) -> TrainSummary:
     t0 = time.time()
     device = pick_device(cfg.run.device)
     torch.manual_seed(cfg.run.seed)
     source = open_source(cfg.data)
     d = derive(cfg, len(source), dist.world_size())
-    run_dir = Path(cfg.run.out) / cfg.run.name
+    last_path = run_dir / "last.pt"
+    if last_path.exists() and not resume:
+        raise TrainingError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out.")
+    ckpt = load_checkpoint(last_path) if resume and last_path.exists() else None
+    if ckpt is not None:
+        check_resumable(ckpt, cfg, d, run_dir)
+        if int(ckpt["step"]) >= d.total_steps:  # finished: touch nothing, not even config.yaml
+            return TrainSummary(run_dir, last_path, int(ckpt["step"]), float("nan"), 0.0, d,
+                                already_finished=True)
     model = SimCLR(cfg.model)
     if cfg.model.global_bn or (cfg.model.global_bn is None and d.world_size > 1):
         model = convert_global_bn(model)
@@ -190,19 +209,19 @@ def train_loop(cfg: PretrainConfig, reporter: Reporter | None = None, resume: bo
     opt = build_optimizer(cfg, model, d.lr)
     start = 0
     metrics = MetricsWriter(run_dir / "metrics.jsonl", enabled=dist.is_main())
-    if resume and (run_dir / "last.pt").exists():
-        start = _resume(run_dir, model, probe, opt, probe_opt, d)
-        metrics.truncate_after(start)
+    if ckpt is not None:
+        start = _resume(ckpt, model, probe, opt, probe_opt, d)
         logger.info(f"Resuming {run_dir} from step {start}/{d.total_steps}.")
-    elif (run_dir / "last.pt").exists():
-        raise TrainingError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out.")
+    del ckpt
+    # Lines a killed run logged after its last checkpoint (or before its first) would repeat.
+    metrics.truncate_after(start)
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     net = dist.wrap_ddp(model, device)
     batches = _Batches(cfg, source, d, device)
     ckpt_every = cfg.run.checkpoint_every or d.steps_per_epoch
-    last_path, loss_value, corrupt_total = run_dir / "last.pt", float("nan"), 0
+    loss_value, corrupt_total = float("nan"), 0
     tick, seen = time.time(), 0
     for step, (a, b, labels, corrupt) in enumerate(batches(start), start=start):
         lr = warmup_lr(step, d)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,12 @@ def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any]
     """The checkpoint dict pretraining writes (read back by :func:`load_clrbench`).
 
     Every value is a tensor or plain Python data, so ``torch.load(weights_only=True)`` reads it
-    without running code. ``model`` holds encoder and head (``encoder.*`` keys are torchvision's).
+    without running code. ``model`` holds encoder and head (``encoder.*`` keys are torchvision's);
+    ``tensors_sha256`` covers every tensor, so damage on disk is found at load.
     """
     from clrbench.provenance import version_info
 
-    return {
+    state = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "model": {k: v.detach().cpu() for k, v in model.items()},
         "probe": probe, "optimizer": optimizer, "probe_optimizer": probe_optimizer,
@@ -61,6 +63,8 @@ def training_checkpoint(*, model: dict[str, torch.Tensor], probe: dict[str, Any]
         "config": config, "derived": derived, "encoder": encoder, "head": head,
         **version_info(),
     }
+    state[CHECKSUM_KEY] = tensors_sha256(state)  # checked at every load (verify_checkpoint)
+    return state
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -81,8 +85,19 @@ def load(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise CheckpointError(f"{p} is a folder; pass the checkpoint file (for example {p}/last.pt).")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        code = _raw_pickle_globals(p)
+        if code:
+            raise CheckpointError(
+                f"{p} is unsafe: a raw Python pickle naming {', '.join(code[:3])}, code that would run on "
+                "load; clrbench loads weights only and refuses it (re-save it with torch.save(state_dict))."
+            ) from None
+        if code is not None:
+            raise CheckpointError(f"{p} is a raw Python pickle, not a torch checkpoint; re-save it with "
+                                  "torch.save(state_dict).") from None
         if "GLOBAL" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
                 f"{p} contains pickled code or objects that would run on load; clrbench loads "
@@ -92,10 +107,38 @@ def load(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
         # A text file or a torn download surfaces as any of these (KeyError for a bad opcode).
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, (KeyError, IndexError, EOFError)):  # a bad opcode says only "101"
+            detail = "not a file torch.save wrote, or cut short"
         raise CheckpointError(f"{p} is not a readable checkpoint ({detail}).") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict.")
     return obj
+
+
+def _raw_pickle_globals(path: Path) -> list[str] | None:
+    """For a plain pickle (not torch's zip format): the globals it would import, read with
+    ``pickletools`` (which parses opcodes and runs nothing); None for anything else."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(2)[:1] != b"\x80":  # pickle protocol >= 2 starts with PROTO
+                return None
+            f.seek(0)
+            names: list[str] = []
+            strings: list[str] = []
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                    strings.append(str(arg))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name in ("REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX", "OBJ") and not names:
+                    names.append(op.name)
+    except Exception:  # noqa: BLE001 - not a parseable pickle: the caller says "corrupt"
+        return None
+    return names
 
 
 def load_clrbench(path: str | Path) -> dict[str, Any]:
@@ -105,6 +148,9 @@ def load_clrbench(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a clrbench checkpoint (no '{FORMAT}' header).")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer clrbench; upgrade to read it.")
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path} is a damaged clrbench checkpoint (it holds no model weights).")
+    verify_checkpoint(ckpt, path)
     return ckpt
 
 
@@ -135,6 +181,53 @@ def head_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The projection head's weights (``head.`` prefix removed) out of a clrbench checkpoint."""
     prefix = "head."
     return {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+CHECKSUM_KEY = "tensors_sha256"
+
+
+def tensors_sha256(ckpt: dict[str, Any]) -> str:
+    """sha256 of every tensor in a checkpoint (model, optimizer and probe state), with its
+    place in the nesting, shape and dtype; the checksum field itself is left out."""
+    h = hashlib.sha256()
+
+    def walk(obj: Any, where: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"{where}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                if not (where == "" and k == CHECKSUM_KEY):
+                    walk(obj[k], f"{where}/{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, f"{where}/{i}")
+
+    walk(ckpt, "")
+    return h.hexdigest()
+
+
+def verify_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint whose tensors are not what was saved, or whose weights are not finite.
+
+    The checksum (written at save by clrbench pretrain; older checkpoints have none) catches
+    bytes damaged on disk or in transit, which torch's zip reader does not check; the finite
+    test catches a run saved after its weights blew up, and names the first bad tensor.
+
+    Raises:
+        CheckpointError: a checksum mismatch or a non-finite weight (named).
+    """
+    expected = ckpt.get(CHECKSUM_KEY)
+    if expected is not None and tensors_sha256(ckpt) != expected:
+        raise CheckpointError(f"{path} is damaged: its tensors do not match the checksum stored when it was "
+                              "saved; use an earlier checkpoint (step_*.pt) or retrain.")
+    check_finite(ckpt["model"], path)
+
+
+def check_finite(state: dict[str, Any], source: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the first tensor of ``state`` holding NaN or inf."""
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{source} holds non-finite weights (NaN or inf) in {name}; it cannot be used.")
 
 
 def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -22,10 +22,12 @@ lists the ``head.*`` keys as unexpected, which is why it is opt-in.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from clrbench import __version__
-from clrbench.atomic import write_bytes
+from clrbench.atomic import publish
 from clrbench.weights.adapters import Encoder, load_encoder
 from clrbench.weights.checkpoint import EXPORT_FORMAT, CheckpointError, sha256_file
 
@@ -71,8 +73,45 @@ def export_encoder(spec: str, out: str | Path, with_head: bool = False) -> tuple
                       for k, v in encoder.head.state_dict().items()})
         header["head"] = json.dumps(encoder.head_meta)
     blob = save(state, metadata=header)
-    write_bytes(out, blob)
+    _write_verified(out, blob, state)
     return out, encoder
+
+
+def _write_verified(out: Path, blob: bytes, state: dict) -> None:
+    """Write ``blob`` to a temporary file beside ``out``, read it back and compare the tensors
+    with ``state``, then rename it over ``out``: a good export is never replaced by a bad one.
+
+    Raises:
+        CheckpointError: the written file does not read back as ``state`` (bad disk, full disk).
+    """
+    from clrbench.weights.adapters.native import read_safetensors
+    from clrbench.weights.checkpoint import check_finite, sha256_state
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(out) if ".tmp" in str(e.filename) else e.filename) from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(out)) from None
+        got, _ = read_safetensors(Path(tmp))
+        if sha256_state(got) != sha256_state(state):
+            raise CheckpointError(f"The export written to {out} did not read back as the weights; "
+                                  "the previous file is untouched (check the disk).")
+        check_finite(got, out)
+        try:
+            publish(tmp, out)
+        except OSError as e:  # e.g. a folder named like the target: name the target alone
+            raise OSError(e.errno, e.strerror, str(out)) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def parameter_count(encoder: Encoder) -> int:

@@ -185,7 +185,14 @@ def verify_task(card: TaskCard, data_root: Path | None, *, check_md5: bool = Tru
             data = load_task(card, Path(data_root) if data_root else None, split_dir or Path(tmp))
     except DatasetError as e:
         report.status = "error"
-        report.diff.append(str(e))
+        # The loader's sentence points here; here, name the files that fail their md5 instead.
+        msg = str(e).replace(" clrbench data verify says which file is wrong.", "")
+        bad = [f"{folder / m.path}" for m in report.md5 if not m.ok]
+        if bad:
+            msg += f" Damaged or wrong file(s) (md5 differs): {', '.join(bad)}."
+        elif not check_md5:
+            msg += " Run without --no-md5 to find which file is wrong."
+        report.diff.append(msg)
         return report
     report.sizes = data.sizes()
     report.num_classes, names = _classes_of(data.train)

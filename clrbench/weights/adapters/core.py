@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from clrbench.registry import Registry
-from clrbench.weights.checkpoint import CheckpointError, sha256_state
+from clrbench.weights.checkpoint import CheckpointError, check_finite, sha256_state
 
 #: torchvision's ImageNet statistics (RGB, inputs in [0, 1]); torchvision's weights docs.
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -146,7 +146,17 @@ def build_strict(meta: dict[str, Any], state: dict[str, torch.Tensor] | None, ad
     """
     from clrbench.simclr.encoder import build_encoder
 
-    module, dim = build_encoder(meta["arch"], meta["width"], meta["stem"])
+    where = f" ({source})" if source else ""
+    width = meta.get("width")
+    # A header or spec can say anything: check it here so a bad value is one sentence.
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 64:
+        raise AdapterError(f"The {adapter} encoder{where} has width {width!r}; it must be a number in (0, 64].")
+    try:
+        module, dim = build_encoder(meta["arch"], float(width), meta["stem"])
+    except (ValueError, TypeError) as e:
+        raise AdapterError(f"The {adapter} encoder{where} cannot be built: {e}") from None
+    if state is not None:
+        check_finite(state, source or adapter)
     if meta.get("conv1_padding") is not None:  # solo-learn's CIFAR stem pads by 2, not 1
         module.conv1.padding = (int(meta["conv1_padding"]),) * 2  # type: ignore[union-attr]
     meta["feature_dim"] = dim

@@ -135,7 +135,13 @@ def parse_random(spec: str) -> dict[str, Any]:
         key, _, value = opt.partition("=")
         if key not in ("width", "stem", "seed"):
             raise AdapterError(f"random: takes width=, stem= and seed=, not {key!r} (in {spec!r}).")
-        fields[key] = float(value) if key == "width" else int(value) if key == "seed" else value
+        try:
+            fields[key] = float(value) if key == "width" else int(value) if key == "seed" else value
+        except ValueError:
+            kind = "a number" if key == "width" else "an integer"
+            raise AdapterError(f"random: {key} must be {kind}, not {value!r} (in {spec!r}).") from None
+    if not fields["arch"]:
+        raise AdapterError(f"random: needs an architecture, e.g. random:resnet18,width=0.25 (got {spec!r}).")
     return fields
 
 
