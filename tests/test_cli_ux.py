@@ -160,7 +160,7 @@ def test_resume_of_a_finished_run_says_so_not_nan(monkeypatch: pytest.MonkeyPatc
         tmp_path, tmp_path / "last.pt", 230, float("nan"), 0.1, None, already_finished=True))  # type: ignore[arg-type]
     res = runner.invoke(app, ["pretrain", "--resume"])
     assert res.exit_code == 0, res.output
-    assert "already finished (230 steps)" in res.output and "nan" not in res.output
+    assert "already finished (230 steps)" in " ".join(res.output.split()) and "nan" not in res.output
 
 
 def test_data_verify_has_no_none_in_the_classes_column(tmp_path: Path) -> None:
