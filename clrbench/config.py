@@ -177,15 +177,9 @@ def derive(cfg: PretrainConfig, num_images: int, world_size: int = 1) -> Derived
             "lower it with --batch-size."
         )
     steps_per_epoch = num_images // b  # the last partial batch is dropped (BN, equal shards)
-    if cfg.optim.steps is not None:
-        total = cfg.optim.steps
-    else:
-        total = max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
+    total = cfg.optim.steps if cfg.optim.steps is not None else max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
     warmup = min(total, round(cfg.optim.warmup_epochs * steps_per_epoch))
-    if cfg.optim.lr_scaling == "linear":
-        lr = cfg.optim.lr_base * b / 256
-    else:
-        lr = cfg.optim.lr_base * math.sqrt(b)
+    lr = cfg.optim.lr_base * b / 256 if cfg.optim.lr_scaling == "linear" else cfg.optim.lr_base * math.sqrt(b)
     return Derived(
         world_size=world_size,
         batch_size_global=b,

@@ -53,7 +53,7 @@ def test_missing_data_other_tasks_still_run_on_ray(tmp_path: Path, monkeypatch: 
 
     seen: list[tuple[str, str]] = []
 
-    def fake_run_jobs(jobs, results_dir, executor="local", on_event=None, **kw):  # noqa: ANN001, ANN003, ANN202
+    def fake_run_jobs(jobs, results_dir, executor="local", on_event=None, **kw):
         seen.extend((executor, j.task) for j in jobs)
         return []
 
@@ -82,7 +82,7 @@ def test_tasks_list_lists_tasks_and_ls_says_installed(tmp_path: Path) -> None:
     assert "yes" in dtd
 
 
-def _ckpt(path: Path, enc) -> Path:  # noqa: ANN001
+def _ckpt(path: Path, enc) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": "clrbench.checkpoint", "format_version": 1, "step": 230, "epoch": 1.0,
                 "model": {f"encoder.{k}": v for k, v in enc.module.state_dict().items()},

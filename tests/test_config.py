@@ -52,7 +52,7 @@ def test_overrides_are_typed_and_checked() -> None:
     assert cfg.loss.temperature == 0.2 and cfg.optim.steps == 7 and cfg.augment.crop_scale == (0.2, 1.0)
     with pytest.raises(ConfigError, match=r"loss\.tau"):
         load_pretrain_config("quickstart", ["loss.tau=0.2"])
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key.sub=value"):
         load_pretrain_config("quickstart", ["loss.temperature"])
 
 

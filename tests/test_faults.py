@@ -7,6 +7,7 @@ tests/eval/test_executor.py::test_ray_retries_a_dead_worker_and_records_a_raisin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """In-process training with the subprocesses' one thread: bit-identity needs the same
+    reduction order, and earlier tests may have left torch with another thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _cli(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(app, list(args))
     return res.exit_code, res.output
@@ -74,7 +88,8 @@ def _rec(task: str, status: str = "ok", value: float | None = 80.0, error: str |
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-step run checkpointed every 2 steps: the reference for kills and damage."""
     out = tmp_path_factory.mktemp("runs")
-    train_loop(_cfg(out, "optim.steps=4", "run.checkpoint_every=2", "run.name=ref"))
+    with _one_thread():
+        train_loop(_cfg(out, "optim.steps=4", "run.checkpoint_every=2", "run.name=ref"))
     return out
 
 
@@ -89,7 +104,8 @@ def test_sigkill_mid_pretrain_then_resume_is_bit_identical(finished_run: Path, t
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert load_clrbench(tmp_path / "k" / "last.pt")["step"] in (2, 4)
-    train_loop(_cfg(tmp_path, "optim.steps=4", "run.checkpoint_every=2", "run.name=k"), resume=True)
+    with _one_thread():
+        train_loop(_cfg(tmp_path, "optim.steps=4", "run.checkpoint_every=2", "run.name=k"), resume=True)
     a, b = load_clrbench(finished_run / "ref" / "last.pt")["model"], load_clrbench(tmp_path / "k" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
@@ -179,14 +195,14 @@ def test_corrupted_checkpoint_is_refused_and_never_exported(finished_run: Path, 
     at = len(blob) // 2
     blob[at : at + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     bad.write_bytes(bytes(blob))
-    with pytest.raises(CheckpointError, match="damaged|not a readable"):
+    with pytest.raises(CheckpointError, match=r"damaged|not a readable"):
         load_clrbench(bad)
     for frac in (0.25, 0.75):  # wherever the bytes land (weights, optimizer state), it is refused
         blob = bytearray(good.read_bytes())
         at = int(len(blob) * frac)
         blob[at : at + 4096] = bytes(4096)
         (tmp_path / "z.pt").write_bytes(bytes(blob))
-        with pytest.raises(CheckpointError, match="damaged|not a readable"):
+        with pytest.raises(CheckpointError, match=r"damaged|not a readable"):
             load_clrbench(tmp_path / "z.pt")
     code, out = _cli("export", "--checkpoint", str(bad), "--out", str(tmp_path / "enc.safetensors"))
     assert code == 2 and "Traceback" not in out
@@ -200,7 +216,7 @@ def test_non_finite_weights_are_refused_by_name(finished_run: Path, tmp_path: Pa
     ckpt["model"]["encoder.conv1.weight"][0, 0, 0, 0] = float("nan")
     ckpt[CHECKSUM_KEY] = tensors_sha256(ckpt)  # saved that way: the checksum matches
     atomic_torch_save(ckpt, tmp_path / "nan.pt")
-    with pytest.raises(CheckpointError, match="non-finite.*encoder.conv1.weight"):
+    with pytest.raises(CheckpointError, match=r"non-finite.*encoder.conv1.weight"):
         load_clrbench(tmp_path / "nan.pt")
 
 

@@ -21,26 +21,56 @@ from clrbench.cli.progress import JobProgress
              "  clrbench eval --checkpoint ckpt.pt --tasks all --protocol linear,finetune --data-root /data --executor ray --address auto")
 @_guard
 def eval_(
-    checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help="A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] (the baseline every board needs). Force an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable.")] = None,
-    tasks: Annotated[str, typer.Option(help="quick, all, or a comma list of task names or task card files (clrbench tasks ls); list prints them.")] = "quick",
-    protocol: Annotated[str, typer.Option(help="Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short, finetune-asha (the fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct (SimCLRv2 few-label fine-tuning), or a protocol YAML path; NAME@native or NAME@32px at another resolution.")] = "linear",
-    resolution: Annotated[str | None, typer.Option(help="native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as PROTOCOL@native / PROTOCOL@32px, recorded under that name.")] = None,
-    data_root: Annotated[str | None, typer.Option(help="Folder holding the datasets (default: $CLRBENCH_DATA).")] = None,
+    checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help=(
+        "A checkpoint file or glob (clrbench .pt, exported .safetensors, a torchvision ResNet state dict, official "
+        "SimCLR v1/v2 weights converted to PyTorch, a lightly or solo-learn .ckpt; recognised from its keys), "
+        "torchvision:<arch> (ImageNet weights from the local torch hub cache) or random:<arch>[,width=W,stem=S,seed=N] "
+        "(the baseline every board needs). Force "
+        "an adapter with NAME:PATH, e.g. simclr-v1:r50_1x.pth. Repeatable."))] = None,
+    tasks: Annotated[str, typer.Option(help=(
+        "quick, all, or a comma list of task names "
+        "or task card files (clrbench tasks ls); list prints them."))] = "quick",
+    protocol: Annotated[str, typer.Option(help=(
+        "Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short, finetune-asha (the "
+        "fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct "
+        "(SimCLRv2 few-label fine-tuning), or a protocol YAML "
+        "path; NAME@native or NAME@32px at another resolution."))] = "linear",
+    resolution: Annotated[str | None, typer.Option(help=(
+        "native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as "
+        "PROTOCOL@native / PROTOCOL@32px, recorded under that name."))] = None,
+    data_root: Annotated[str | None, typer.Option(help=(
+        "Folder holding the datasets (default: $CLRBENCH_DATA)."))] = None,
     results: Annotated[Path, typer.Option(help="Results folder; records go to RESULTS/records/.")] = Path("results"),
-    cache_dir: Annotated[str, typer.Option(help="Feature and split cache (content-addressed, safe to share); on a cluster, a folder every node can read.")] = ".cache/clrbench",
-    executor: Annotated[str, typer.Option(help="local (this process) or ray (a running cluster or a local one).")] = "local",
-    workers: Annotated[int | None, typer.Option(help="Ray: CPUs of the local cluster to start, and at most this many jobs at once.")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address, e.g. auto; default: start a local cluster.")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda for feature extraction, probes and fine-tuning trials.")] = "cpu",
+    cache_dir: Annotated[str, typer.Option(help=(
+        "Feature and split cache (content-addressed, safe to share); "
+        "on a cluster, a folder every node can read."))] = ".cache/clrbench",
+    executor: Annotated[str, typer.Option(help=(
+        "local (this process) or ray (a running cluster or a local one)."))] = "local",
+    workers: Annotated[int | None, typer.Option(help=(
+        "Ray: CPUs of the local cluster to start, and at most this many jobs at once."))] = None,
+    address: Annotated[str | None, typer.Option(help=(
+        "Ray cluster address, e.g. auto; default: start a local cluster."))] = None,
+    device: Annotated[str, typer.Option(help=(
+        "cpu or cuda for feature extraction, probes and fine-tuning trials."))] = "cpu",
     force: Annotated[bool, typer.Option(help="Recompute jobs that already have a record.")] = False,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of task cards (default: shipped).")] = None,
-    watch: Annotated[Path | None, typer.Option(help="A pretraining run folder (runs/NAME/): evaluate each checkpoint it writes until its last one; Ctrl-C stops.")] = None,
+    watch: Annotated[Path | None, typer.Option(help=(
+        "A pretraining run folder (runs/NAME/): evaluate each checkpoint "
+        "it writes until its last one; Ctrl-C stops."))] = None,
     poll: Annotated[float, typer.Option(help="--watch: seconds between looks at the run folder.")] = 10.0,
-    feature_layer: Annotated[str | None, typer.Option(help="Override the protocols' feature layer: encoder, or head:K (the K-th projection-head layer, S-v2; needs a checkpoint that kept its head). Records go under PROTOCOL-headK.")] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start fine-tune protocols even when their estimate is above an hour.")] = False,
-    source: Annotated[str, typer.Option(help="files (the data root), hf (the cards' Hugging Face hub copies) or auto (the files if on disk, else the hub copy).")] = "auto",
-    limit: Annotated[int | None, typer.Option(help="Smoke run: at most N images per split; records are kept apart (protocol@limitN).")] = None,
-    wandb_project: Annotated[str | None, typer.Option("--wandb", help="Also log the boards and records to this Weights & Biases project (pip install wandb; WANDB_MODE=offline needs no network).")] = None,
+    feature_layer: Annotated[str | None, typer.Option(help=(
+        "Override the protocols' feature layer: encoder, or head:K (the K-th projection-head layer, S-v2; needs a "
+        "checkpoint that kept its head). Records go under PROTOCOL-headK."))] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=(
+        "Start fine-tune protocols even when their estimate is above an hour."))] = False,
+    source: Annotated[str, typer.Option(help=(
+        "files (the data root), hf (the cards' Hugging Face hub copies) or auto (the files if on disk, else the hub "
+        "copy)."))] = "auto",
+    limit: Annotated[int | None, typer.Option(help=(
+        "Smoke run: at most N images per split; records are kept apart (protocol@limitN)."))] = None,
+    wandb_project: Annotated[str | None, typer.Option("--wandb", help=(
+        "Also log the boards and records to this Weights & Biases project (pip install wandb; WANDB_MODE=offline needs "
+        "no network)."))] = None,
 ) -> None:
     """Measure how encoders transfer: linear probe / fine-tune per task, one record each, then the board."""
     from clrbench.eval.plan import EvalOptions, check_writable, expand_checkpoints
@@ -60,7 +90,7 @@ def eval_(
     check_writable(results)
     check_wandb(wandb_project)
     # A dataset not on disk is a missing prerequisite: its tasks are left out here, said once.
-    tasks, skipped = skip_missing_data(tasks, data_root or os.environ.get("CLRBENCH_DATA"), tasks_dir)
+    tasks, skipped = skip_missing_data(tasks, data_root or os.environ.get("CLRBENCH_DATA"), tasks_dir, source)
     if not tasks:
         raise typer.Exit(2)
     specs = expand_checkpoints(checkpoint or [])

@@ -14,9 +14,14 @@ from clrbench.cli.common import _guard, app, stdout
              "  clrbench export --checkpoint simclr-v1:resnet50-1x.pth --out simclr-r50-1x.safetensors")
 @_guard
 def export(
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Any --checkpoint of clrbench eval: a clrbench .pt, a torchvision/SimCLR/lightly/solo-learn file, torchvision:<arch>, random:<arch>, or NAME:PATH to force an adapter.")],
-    out: Annotated[str, typer.Option(help="Output .safetensors file (written atomically; an existing file is replaced only once the new one is complete).")],
-    with_head: Annotated[bool, typer.Option("--with-head", help="Also write the projection head (keys head.*), for S-v2 fine-tuning from head:1.")] = False,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help=(
+        "Any --checkpoint of clrbench eval: a clrbench .pt, a torchvision/SimCLR/lightly/solo-learn file, "
+        "torchvision:<arch>, random:<arch>, or NAME:PATH to force an adapter."))],
+    out: Annotated[str, typer.Option(help=(
+        "Output .safetensors file (written atomically; an existing file "
+        "is replaced only once the new one is complete)."))],
+    with_head: Annotated[bool, typer.Option("--with-head", help=(
+        "Also write the projection head (keys head.*), for S-v2 fine-tuning from head:1."))] = False,
 ) -> None:
     """Write an encoder alone (torchvision ResNet keys, no fc) with its input range and normalisation in the header."""
     from clrbench.weights.export import export_encoder, parameter_count

@@ -14,7 +14,8 @@ from clrbench.cli.common import _guard, app, console, fail, stdout
 @_guard
 def probe(
     features: Annotated[Path, typer.Argument(help="An .npz of features from anywhere.")],
-    metric: Annotated[str | None, typer.Option(help="top1, mean_per_class or map11 (default: from the labels).")] = None,
+    metric: Annotated[str | None, typer.Option(help=(
+        "top1, mean_per_class or map11 (default: from the labels)."))] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of a summary.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
 ) -> None:
@@ -42,12 +43,19 @@ def probe(
 @_guard
 def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),
-    format_: Annotated[str, typer.Option("--format", help="table, md, csv, json, or html (one self-contained page: sortable boards and their plots).")] = "table",
-    baseline: Annotated[str | None, typer.Option(help="A row (checkpoint id or published label, or a unique prefix) to show deltas and significance against.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Only these protocols' tables (comma list, e.g. linear,knn,fewshot-5).")] = None,
-    tasks: Annotated[str | None, typer.Option(help="Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints).")] = None,
-    include_limited: Annotated[bool, typer.Option(help="Also show the records of --limit smoke runs, in their own tables.")] = False,
+    format_: Annotated[str, typer.Option("--format", help=(
+        "table, md, csv, json, or html (one self-contained page: sortable boards and their plots)."))] = "table",
+    baseline: Annotated[str | None, typer.Option(help=(
+        "A row (checkpoint id or published label, or "
+        "a unique prefix) to show deltas and significance against."))] = None,
+    protocol: Annotated[str | None, typer.Option(help=(
+        "Only these protocols' tables (comma list, e.g. linear,knn,fewshot-5)."))] = None,
+    tasks: Annotated[str | None, typer.Option(help=(
+        "Columns: all (the 12 Kornblith tasks), quick, or a comma list; default: the tasks recorded."))] = None,
+    plot: Annotated[Path | None, typer.Option(help=(
+        "Also write a grouped bar chart PNG here (and PLOT-curve.png when a run has several checkpoints)."))] = None,
+    include_limited: Annotated[bool, typer.Option(help=(
+        "Also show the records of --limit smoke runs, in their own tables."))] = False,
 ) -> None:
     """Show the records as one table per protocol, beside the published numbers, and score-vs-epoch curves."""
     show_board(results, protocol, format_, baseline, plot, None, tasks, include_limited)

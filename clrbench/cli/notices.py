@@ -10,24 +10,29 @@ from pathlib import Path
 from clrbench.cli.common import console, stdout
 
 
-def skip_missing_data(tasks: str, data_root: str | None, tasks_dir: str | Path | None) -> tuple[str, list[str]]:
-    """Leave out the selected tasks whose dataset is not on disk, saying so in one block.
+def skip_missing_data(tasks: str, data_root: str | None, tasks_dir: str | Path | None,
+                      source: str = "files") -> tuple[str, list[str]]:
+    """Leave out the selected tasks whose dataset is not on disk (and that ``source`` would not
+    read from a hub copy instead), saying so in one block.
 
     Returns:
         (the task spec of the tasks that can run, or '' when none can; the names left out).
     """
-    from clrbench.data.cards import load_cards, select_tasks
+    from clrbench.data.hub import resolve_source
     from clrbench.data.presence import DATA_ENV, missing_block, missing_tasks
+    from clrbench.data.user_cards import select_cards
 
-    cards = select_tasks(tasks, load_cards(tasks_dir))
-    missing = missing_tasks(cards, data_root)
+    chosen = select_cards(tasks, tasks_dir)
+    root = Path(data_root) if data_root else None
+    from_files = [c for c, _ in chosen if resolve_source(c, root, source) == "files"]
+    missing = missing_tasks(from_files, data_root)
     if not missing:
         return tasks, []
     from_env = data_root is not None and data_root == os.environ.get(DATA_ENV)
-    for line in missing_block(missing, data_root, len(cards), from_env=from_env):
+    for line in missing_block(missing, data_root, len(chosen), from_env=from_env):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     gone = {m.task for m in missing}
-    return ",".join(c.name for c in cards if c.name not in gone), sorted(gone)
+    return ",".join(f or c.name for c, f in chosen if c.name not in gone), sorted(gone)
 
 
 def print_task_list(tasks_dir: str | Path | None, data_root: str | None) -> None:

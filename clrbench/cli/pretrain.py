@@ -16,21 +16,29 @@ from clrbench.cli.common import _guard, app, console, stdout
              "  clrbench pretrain imagenet-r50-1x --launcher torchrun --nproc 8 --data /imagenet/train")
 @_guard
 def pretrain(
-    recipe: Annotated[str, typer.Argument(help="Recipe YAML path or shipped name (see pretrain/). Default: quickstart.")] = "quickstart",
-    set_: Annotated[list[str], typer.Option("--set", help="Override any field, e.g. --set loss.temperature=0.5 (repeatable).")] = [],  # noqa: B006
+    recipe: Annotated[str, typer.Argument(help=(
+        "Recipe YAML path or shipped name (see pretrain/). Default: quickstart."))] = "quickstart",
+    set_: Annotated[list[str], typer.Option("--set", help=(
+        "Override any field, e.g. --set loss.temperature=0.5 (repeatable)."))] = [],  # noqa: B006
     arch: Annotated[str | None, typer.Option(help="resnet18/34/50/101/152.")] = None,
-    width: Annotated[float | None, typer.Option(help="Channel multiplier: 1, 2, 4 as in SimCLR; 0.25 for quick CPU runs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch (images, all processes). Larger helps SimCLR (S-v1 Fig. 9); lower it if memory runs out.")] = None,
+    width: Annotated[float | None, typer.Option(help=(
+        "Channel multiplier: 1, 2, 4 as in SimCLR; 0.25 for quick CPU runs."))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=(
+        "Global batch (images, all processes). Larger helps SimCLR "
+        "(S-v1 Fig. 9); lower it if memory runs out."))] = None,
     epochs: Annotated[float | None, typer.Option(help="Training epochs.")] = None,
     steps: Annotated[int | None, typer.Option(help="Total steps; overrides --epochs.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Side of each augmented view in pixels.")] = None,
-    data: Annotated[str | None, typer.Option(help="Data path: image folder, HF dataset id/folder, or torchvision root.")] = None,
+    data: Annotated[str | None, typer.Option(help=(
+        "Data path: image folder, HF dataset id/folder, or torchvision root."))] = None,
     out: Annotated[str | None, typer.Option(help="Folder holding run folders (default runs/).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run's last checkpoint if there is one.")] = False,
     seed: Annotated[int | None, typer.Option(help="Seed of the data order and augmentation.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and derived values (lr, steps), then stop.")] = False,
-    launcher: Annotated[str, typer.Option(help="local (this process), torchrun (N processes here) or ray (Ray Train).")] = "local",
+    dry_run: Annotated[bool, typer.Option(help=(
+        "Print the resolved config and derived values (lr, steps), then stop."))] = False,
+    launcher: Annotated[str, typer.Option(help=(
+        "local (this process), torchrun (N processes here) or ray (Ray Train)."))] = "local",
     nproc: Annotated[int, typer.Option(help="Processes for --launcher torchrun.")] = 2,
     workers: Annotated[int, typer.Option(help="Ray Train workers for --launcher ray.")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(help="GPUs per Ray worker (0 on CPU).")] = 0,

@@ -29,7 +29,7 @@ _STYLE = {"queued": "dim", "running": "yellow", "done": "green", "failed": "bold
 
 def _parts(job: Any) -> tuple[str, str, str]:
     key = tuple(job.key)
-    cid, task, protocol = (list(map(str, key)) + ["", "", ""])[:3]
+    cid, task, protocol = ([*list(map(str, key)), "", "", ""])[:3]
     return cid, task, protocol
 
 

@@ -23,12 +23,18 @@ study_app = typer.Typer(
 )
 app.add_typer(study_app, name="study")
 
-Recipe = Annotated[str, typer.Option(help="Base recipe (name or path); each trial overrides it. quickstart runs on the embedded images.")]
-Sets = Annotated[list[str], typer.Option("--set", help="Override the base recipe for every trial, e.g. --set data.path=~/cifar (repeatable).")]
-Tasks = Annotated[str, typer.Option(help="Tasks each trial is probed on: quick (offline), a comma list, or all. Fewer tasks = faster studies.")]
-BudgetOpt = Annotated[str, typer.Option("--budget", help="Length of each trial: laptop (default, CPU), smoke (seconds), paper (100 epochs, for a GPU), recipe, a step count (500) or epochs (100ep).")]
+Recipe = Annotated[str, typer.Option(help=(
+    "Base recipe (name or path); each trial overrides it. quickstart runs on the embedded images."))]
+Sets = Annotated[list[str], typer.Option("--set", help=(
+    "Override the base recipe for every trial, e.g. --set data.path=~/cifar (repeatable)."))]
+Tasks = Annotated[str, typer.Option(help=(
+    "Tasks each trial is probed on: quick (offline), a comma list, or all. Fewer tasks = faster studies."))]
+BudgetOpt = Annotated[str, typer.Option("--budget", help=(
+    "Length of each trial: laptop (default, CPU), smoke (seconds), paper (100 epochs, for a GPU), recipe, a step count "
+    "(500) or epochs (100ep)."))]
 Out = Annotated[Path, typer.Option(help="Studies folder; this study lives in OUT/<study>/ (runs, records, picture).")]
-Results = Annotated[Path | None, typer.Option(help="Records folder (default OUT/<study>/results); `clrbench leaderboard --results` shows it.")]
+Results = Annotated[Path | None, typer.Option(help=(
+    "Records folder (default OUT/<study>/results); `clrbench leaderboard --results` shows it."))]
 Executor = Annotated[str, typer.Option(help="local (trials one after another) or ray (in parallel on a cluster).")]
 Workers = Annotated[int | None, typer.Option(help="CPUs of the local Ray cluster, and the most trials at once.")]
 Address = Annotated[str | None, typer.Option(help="Ray cluster address (auto = the one running here).")]
@@ -257,7 +263,9 @@ _EXAMPLE_GPU = "  clrbench study {cmd} --recipe cifar10-r18 --set data.path=~/da
                    "  clrbench study augment --ops crop,color,blur --budget 300\n\n" + _EXAMPLE_GPU.format(cmd="augment"))
 def augment(
     ctx: typer.Context,
-    ops: Annotated[str, typer.Option(help="Ops to compose (clrbench.simclr.augment.OPS). n ops = n*n trials: keep it short on a CPU.")] = "crop,cutout,color,sobel,noise,blur,rotate",
+    ops: Annotated[str, typer.Option(help=(
+        "Ops to compose (clrbench.simclr.augment.OPS). n ops = "
+        "n*n trials: keep it short on a CPU."))] = "crop,cutout,color,sobel,noise,blur,rotate",
 ) -> None:
     """Every op and every ordered pair after a random crop, on one branch only (S-v1 Fig. 5): a heatmap."""
     from clrbench.study.grids import augment_grid, parse_list
@@ -270,8 +278,10 @@ def augment(
                    "  clrbench study temperature --values 0.1,0.2,0.5 --values-no-l2 ''\n\n" + _EXAMPLE_GPU.format(cmd="temperature"))
 def temperature(
     ctx: typer.Context,
-    values: Annotated[str, typer.Option(help="tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0.")] = "0.05,0.1,0.5,1.0",
-    values_no_l2: Annotated[str, typer.Option(help="tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them.")] = "10,100",
+    values: Annotated[str, typer.Option(help=(
+        "tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0."))] = "0.05,0.1,0.5,1.0",
+    values_no_l2: Annotated[str, typer.Option(help=(
+        "tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them."))] = "10,100",
 ) -> None:
     """The NT-Xent temperature, with and without l2 normalisation (S-v1 Table 5)."""
     from clrbench.study.grids import parse_numbers, temperature_grid
@@ -286,8 +296,11 @@ def temperature(
                    "--set data.path=~/data --device cuda --yes")
 def batch_size(
     ctx: typer.Context,
-    values: Annotated[str, typer.Option(help="Global batch sizes (images per step). The lr scales with them by the recipe's optim.lr_scaling.")] = "64,128,256",
-    epochs: Annotated[str, typer.Option(help="Training epochs; every (batch, epochs) pair is its own run with its own schedule.")] = "2,4,8",
+    values: Annotated[str, typer.Option(help=(
+        "Global batch sizes (images per step). The "
+        "lr scales with them by the recipe's optim.lr_scaling."))] = "64,128,256",
+    epochs: Annotated[str, typer.Option(help=(
+        "Training epochs; every (batch, epochs) pair is its own run with its own schedule."))] = "2,4,8",
 ) -> None:
     """Probe accuracy against epochs for each batch size (S-v1 Fig. 9); the budget sets the data, --epochs the length."""
     from clrbench.study.grids import batch_size_grid, parse_numbers
@@ -301,8 +314,11 @@ def batch_size(
                    "  clrbench study head --heads linear,nonlinear --dims 64,128\n\n" + _EXAMPLE_GPU.format(cmd="head"))
 def head(
     ctx: typer.Context,
-    heads: Annotated[str, typer.Option(help="none, linear, nonlinear (S-v1's 2-layer MLP), nonlinear-v2 (SimCLRv2's 3 layers).")] = "none,linear,nonlinear",
-    dims: Annotated[str, typer.Option(help="Output dimensions of the head (size of z), as S-v1 Fig. 8.")] = "32,64,128,256,512,1024,2048",
+    heads: Annotated[str, typer.Option(help=(
+        "none, linear, nonlinear (S-v1's 2-layer "
+        "MLP), nonlinear-v2 (SimCLRv2's 3 layers)."))] = "none,linear,nonlinear",
+    dims: Annotated[str, typer.Option(help=(
+        "Output dimensions of the head (size of z), as S-v1 Fig. 8."))] = "32,64,128,256,512,1024,2048",
 ) -> None:
     """Projection heads and their output size, probed before (h) and after (g(h)) the head (S-v1 Fig. 8, sec. 4.2)."""
     from clrbench.study.grids import head_grid, parse_list, parse_numbers

@@ -20,7 +20,8 @@ app.add_typer(data_app, name="data")
 @tasks_app.command("ls")
 @_guard
 def tasks_ls(tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
-             root: Annotated[Path | None, typer.Option(help="Data root to look for the datasets in (default: $CLRBENCH_DATA).")] = None) -> None:
+             root: Annotated[Path | None, typer.Option(help=(
+                 "Data root to look for the datasets in (default: $CLRBENCH_DATA)."))] = None) -> None:
     """List the task cards with their metric, split sizes and whether the dataset is installed."""
     from rich.table import Table
 
@@ -57,7 +58,8 @@ def tasks_show(name: str, tasks_dir: Annotated[Path | None, typer.Option()] = No
 @tasks_app.command("validate", epilog="Example: clrbench tasks validate ./my_cards/flowers.yaml")
 @_guard
 def tasks_validate(
-    files: Annotated[list[Path] | None, typer.Argument(help="User card files or folders to check (default: every shipped card and protocol).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help=(
+        "User card files or folders to check (default: every shipped card and protocol)."))] = None,
     tasks_dir: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Load and check every card and protocol, or the user cards given; exit non-zero on the first problem."""
@@ -115,7 +117,9 @@ def data_download(
     root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel downloads for Birdsnap's image list.")] = 16,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
-    source: Annotated[str, typer.Option(help="files (the original archives into --root) or hf (the cards' hub copies into the Hugging Face cache).")] = "files",
+    source: Annotated[str, typer.Option(help=(
+        "files (the original archives into --root) or hf "
+        "(the cards' hub copies into the Hugging Face cache)."))] = "files",
 ) -> None:
     """Fetch what can still be fetched (resumable, md5-checked); print the manual steps for the rest."""
     from clrbench.data.fetch import download_tasks
@@ -149,7 +153,8 @@ def data_verify(
     root: Annotated[Path | None, typer.Option(help="Data root (default: $CLRBENCH_DATA).")] = None,
     md5: Annotated[bool, typer.Option(help="Check archive md5 sums where known (slow for big files).")] = True,
     tasks_dir: Annotated[Path | None, typer.Option(help="Folder of cards (default: shipped).")] = None,
-    source: Annotated[str, typer.Option(help="files (under --root) or hf (the cards' hub copies, from the Hugging Face cache).")] = "files",
+    source: Annotated[str, typer.Option(help=(
+        "files (under --root) or hf (the cards' hub copies, from the Hugging Face cache)."))] = "files",
 ) -> None:
     """A table per dataset: files present / missing, classes, split sizes vs the card; exit 1 if anything differs."""
     from rich.table import Table

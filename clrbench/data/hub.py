@@ -13,6 +13,7 @@ their ids name the hub copy, so records of the two never share a split hash.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def open_split(ref: str, split: str, config: str | None = None, revision: str | 
     """
     try:
         return _dataset(ref, config, split, revision)
-    except Exception as e:  # noqa: BLE001 - datasets raises many types (hub, fsspec, arrow, ValueError)
+    except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DatasetError(
             f"{where}: cannot load split {split!r} of the hub copy {ref!r} ({type(e).__name__}: {first}); "
@@ -121,7 +122,7 @@ def hub_images(ref: str, split: str, *, image: str = "image", label: str = "labe
 
 
 @LOADERS.register("hf")
-def load_hf(root: Path | None, split: str, id: str, splits: Mapping[str, str] | None = None,  # noqa: A002
+def load_hf(root: Path | None, split: str, id: str, splits: Mapping[str, str] | None = None,
             image: str = "image", label: str = "label", config: str | None = None,
             revision: str | None = None, label_map: Mapping[str, str] | None = None) -> LabeledImages:
     """Generic loader of a user card: any hub id or local folder in the hub layout.
@@ -156,13 +157,9 @@ def hub_loader(card: TaskCard) -> tuple[Any, dict[str, str]]:
 
 def files_present(card: TaskCard, data_root: Path | None) -> bool:
     """Whether the card's files are on disk (always, for sources that need no data root)."""
-    if card.source.root_dir is None:
-        return True
-    from clrbench.data.sources.layout import REQUIRED_FILES
+    from clrbench.data.presence import installed
 
-    folder = Path(data_root) / card.source.root_dir if data_root is not None else None
-    return folder is not None and folder.is_dir() and all(
-        (folder / rel).exists() for rel in REQUIRED_FILES.get(card.source.loader, ()))
+    return installed(card, data_root) is not False
 
 
 def resolve_source(card: TaskCard, data_root: Path | None, source: str = "files") -> str:
@@ -175,8 +172,25 @@ def resolve_source(card: TaskCard, data_root: Path | None, source: str = "files"
     if card.source.hub is None and (card.source.loader == "hf" or card.source.root_dir is None):
         return "files"  # its own loader reads the hub (loader: hf) or needs no download (quick tasks)
     if source == "auto":
-        return "hf" if card.source.hub is not None and not files_present(card, data_root) else "files"
+        hub = card.source.hub
+        use_hub = hub is not None and not files_present(card, data_root) and hub_reachable(hub.id)
+        return "hf" if use_hub else "files"  # files: a missing dataset is then named as such
     return source
+
+
+def hub_reachable(ref: str) -> bool:
+    """Whether a hub copy can be read now: a local folder, or the hub when online, or (offline,
+    ``$HF_HUB_OFFLINE`` / ``$HF_DATASETS_OFFLINE``) a copy already in the Hugging Face caches."""
+    if _is_local(ref):
+        return True
+    if not any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    import datasets.config
+    import huggingface_hub.constants
+
+    return (Path(datasets.config.HF_DATASETS_CACHE) / ref.replace("/", "___")).is_dir() or (
+        Path(huggingface_hub.constants.HF_HUB_CACHE) / f"datasets--{ref.replace('/', '--')}").is_dir()
 
 
 def cache_hub_copy(card: TaskCard) -> list[str]:

@@ -50,8 +50,8 @@ def load_user_card(path: str | Path) -> TaskCard:
         raise ConfigError(f"{p.name}: {e}") from None
     if card.name != p.stem:
         raise ConfigError(f"{p.name}: name {card.name!r} differs from the file name.")
-    import clrbench.data.generic  # noqa: F401 - registers image_folder, csv, hf
-    import clrbench.data.hub  # noqa: F401
+    import clrbench.data.generic
+    import clrbench.data.hub
     import clrbench.data.sources  # noqa: F401
     from clrbench.data.images import LOADERS
 

@@ -61,11 +61,8 @@ def knn_votes(bank_x: np.ndarray, bank_y: np.ndarray, query_x: np.ndarray, ks: S
     out: dict[int, list[np.ndarray]] = {k: [] for k in caps}
     for start in range(0, len(query), batch):
         sim, idx = (query[start:start + batch] @ bank.T).topk(k_max, dim=1)  # sorted, most similar first
-        if weighting == "exp":
-            # Shifted by the row's best similarity before exp: the same normalised votes, no overflow.
-            weight = torch.exp((sim - sim[:, :1]) / temperature)
-        else:
-            weight = torch.ones_like(sim)
+        # exp: shifted by the row's best similarity first, the same normalised votes without overflow.
+        weight = torch.exp((sim - sim[:, :1]) / temperature) if weighting == "exp" else torch.ones_like(sim)
         for k, cap in caps.items():
             w, i = weight[:, :cap], idx[:, :cap]
             if multilabel:

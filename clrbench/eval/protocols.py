@@ -9,6 +9,7 @@ for by planning, every job and every record.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -196,7 +197,7 @@ class FinetuneAshaProtocol(FinetuneProtocol):
     def __post_init__(self) -> None:
         super().__post_init__()
         r, f = self.rungs, self.reduction_factor
-        if f < 2 or not r or r[-1] != self.steps or any(b != a * f for a, b in zip(r, r[1:], strict=False)):
+        if f < 2 or not r or r[-1] != self.steps or any(b != a * f for a, b in itertools.pairwise(r)):
             raise ConfigError(f"{self.name}: rungs must be geometric with ratio reduction_factor ({f}) and end at "
                               f"steps ({self.steps}), e.g. [1250, 5000, 20000]; got {list(r)}.")
         if self.max_concurrent < 0:

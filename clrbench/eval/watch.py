@@ -39,7 +39,7 @@ def checkpoint_progress(spec: str) -> dict[str, Any]:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - not ours to judge here; the adapter reports bad files
+    except Exception:
         return {}
     if not isinstance(ckpt, dict) or ckpt.get("format") != "clrbench.checkpoint" or "step" not in ckpt:
         return {}
@@ -87,7 +87,7 @@ class RunWatcher:
         if not self.run_dir.is_dir():
             raise CheckpointError(f"{self.run_dir} is not a run folder (expected runs/NAME/ with last.pt).")
         found: list[tuple[int, Path]] = []
-        for src in sorted(self.run_dir.glob("step_*.pt")) + [self.run_dir / "last.pt"]:
+        for src in [*sorted(self.run_dir.glob("step_*.pt")), self.run_dir / "last.pt"]:
             try:
                 st = src.stat()
             except FileNotFoundError:

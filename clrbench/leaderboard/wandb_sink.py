@@ -11,6 +11,7 @@ one sentence how to install it, before any evaluation starts. ``WANDB_MODE=offli
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,8 @@ def log_eval(project: str, boards: Sequence[Board], records: Sequence[Record], *
         wandb: the module (tests pass a stand-in); default: the installed one.
     """
     wb = wandb or require_wandb()
+    # $WANDB_MODE read now: wandb's process-wide settings keep the mode of its first run.
+    mode = mode or os.environ.get("WANDB_MODE") or None
     run = wb.init(project=project, job_type="eval", config=config or {}, mode=mode)
     try:
         logged: dict[str, Any] = {}

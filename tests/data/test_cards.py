@@ -57,7 +57,7 @@ def _card() -> dict:
 def test_missing_field_and_unknown_metric_fail_clearly(tmp_path: Path) -> None:
     card = _card()
     del card["metric"]
-    with pytest.raises(ConfigError, match="shapes.yaml.*metric"):
+    with pytest.raises(ConfigError, match=r"shapes.yaml.*metric"):
         load_card(_write(tmp_path, card))
     card = _card()
     card["metric"] = "top5"

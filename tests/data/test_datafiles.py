@@ -165,7 +165,7 @@ def test_download_resumes_a_partial_file(server: Any, tmp_path: Path) -> None:
 
 def test_download_md5_mismatch_and_failures(server: Any, tmp_path: Path) -> None:
     server.files["/x.tgz"] = b"not what was published"
-    with pytest.raises(FetchError, match="expected 0+; the file was removed"):
+    with pytest.raises(FetchError, match=r"expected 0+; the file was removed"):
         download_file(f"{server.url}/x.tgz", tmp_path / "x.tgz", "0" * 32)
     assert not list(tmp_path.iterdir())
     with pytest.raises(FetchError, match="HTTP 404"):
@@ -175,7 +175,7 @@ def test_download_md5_mismatch_and_failures(server: Any, tmp_path: Path) -> None
         download_file(closed, tmp_path / "z.tgz", timeout=2)
     assert ".part" not in str(got.value) and not (tmp_path / "z.tgz.part").exists()  # no claim of a kept file
     (tmp_path / "y.tgz.part").write_bytes(b"half")
-    with pytest.raises(FetchError, match="the 4 bytes received are kept in .*y.tgz.part; run the command again"):
+    with pytest.raises(FetchError, match=r"the 4 bytes received are kept in .*y.tgz.part; run the command again"):
         download_file(closed, tmp_path / "y.tgz", timeout=2)
     assert (tmp_path / "y.tgz.part").read_bytes() == b"half"
 

@@ -71,13 +71,18 @@ def test_label_mismatch_is_one_sentence(tmp_path: Path) -> None:
         load_task(c, None, tmp_path / "splits")
 
 
-def test_auto_takes_files_when_present_else_the_hub_copy(both: Path, tmp_path: Path) -> None:
+def test_auto_takes_files_when_present_else_the_hub_copy(both: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     c = load_user_card(both)
     assert resolve_source(c, None, "auto") == "files"  # a user image folder needs no data root
     from clrbench.data.cards import load_cards
 
     cifar = load_cards()["cifar10"]
-    assert resolve_source(cifar, tmp_path, "auto") == "hf"  # no files, a hub copy named
+    # Offline (as in tests) with nothing cached the hub copy cannot be read: the files are named.
+    assert resolve_source(cifar, tmp_path, "auto") == "files"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    assert resolve_source(cifar, tmp_path, "auto") == "hf"  # no files, a hub copy it can reach
     (tmp_path / "cifar-10-batches-py").mkdir()
     for f in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
               "test_batch", "batches.meta"):

@@ -118,7 +118,7 @@ def _hashes(images: np.ndarray) -> set[bytes]:
 
 
 def test_embedded_pool_holds_no_quick_suite_test_image() -> None:
-    pool, labels = procedural.embedded_dataset(2000, seed=0)
+    pool, _labels = procedural.embedded_dataset(2000, seed=0)
     digits, digit_labels = procedural.digits_rgb()
     test = procedural.digits_test_mask(digit_labels)
     in_pool = _hashes(pool)

@@ -127,7 +127,7 @@ def test_caltech_30_per_class_without_replacement_with_background(built: Any) ->
 
 
 def test_birdsnap_counts_only_the_images_obtained(built: Any, tmp_path: Path) -> None:
-    root, infos = built
+    root, _infos = built
     assert obtained_counts(root / "birdsnap") == {"train": (10, 12), "test": (5, 6)}
     train = _load(root, "birdsnap", "train")
     assert train.classes[1] == "Blue Jay" and np.bincount(train.targets).tolist() == [3, 3, 4]
@@ -137,7 +137,7 @@ def test_birdsnap_counts_only_the_images_obtained(built: Any, tmp_path: Path) ->
         _load(tmp_path, "birdsnap", "train")
     with (tmp_path / "birdsnap" / "test_images.txt").open("a") as f:
         f.write("Mallard/999.jpg\n")
-    with pytest.raises(DatasetError, match="not in images.txt"):
+    with pytest.raises(DatasetError, match=r"not in images.txt"):
         _load(tmp_path, "birdsnap", "test")
 
 
@@ -148,7 +148,7 @@ def test_sun397_keeps_the_partition_only(built: Any) -> None:
     assert train.classes[1] == "bakery/shop"
     p2 = _load(root, "sun397", "train", partition=2)
     assert not set(p2.paths) & set(train.paths)
-    with pytest.raises(DatasetError, match="Partitions/Training_03.txt"):
+    with pytest.raises(DatasetError, match=r"Partitions/Training_03.txt"):
         _load(root, "sun397", "train", partition=3)
 
 
@@ -182,7 +182,7 @@ def test_label_file_that_does_not_match_the_images(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="names 1 classes but dtd/images holds 3"):
         _load(tmp_path, "dtd", "val")
     (tmp_path / "VOCdevkit" / "VOC2007" / "Annotations" / "000010.xml").unlink()
-    with pytest.raises(DatasetError, match="test.txt are not on disk"):
+    with pytest.raises(DatasetError, match=r"test.txt are not on disk"):
         _load(tmp_path, "voc2007", "test")
     shutil.rmtree(tmp_path / "stanford_cars" / "cars_test")
     with pytest.raises(DatasetError, match="expected cars_test"):

@@ -241,16 +241,17 @@ def test_pretrained_finetune_beats_its_linear_probe_and_random_init(tmp_path: Pa
 
     cfg = load_pretrain_config("quickstart", [
         "model.width=0.125", "model.head_dim=32", "data.num_images=2048", "optim.batch_size_global=64",
-        "optim.warmup_epochs=1", "optim.steps=60", "augment.image_size=32", f"run.out={tmp_path}", "run.name=p"])
+        "optim.warmup_epochs=1", "optim.steps=60", "augment.image_size=32", f"run.out={tmp_path}", "run.name=p",
+        "run.precision=fp32"])  # fp32: bf16 autocast is emulated (8x slower) on CPUs without bf16 units
     ckpt = str(train_loop(cfg).checkpoint)
     linear = run_linear(EvalJob(ckpt, "p", "digits", "linear", cache_dir=str(tmp_path / "cache")))
     _, data = load_job_task(EvalJob(ckpt, "p", "digits", "linear", cache_dir=str(tmp_path / "cache")))
     spec = _spec(lr=0.1, wd=0.0, weight_decay=0.0, steps=300, batch_size=64, sizes=ImageSizes(32, 32, 32),
-                 crop_scale=(0.08, 1.0), num_classes=10, checkpoint_every=10**6)
+                 crop_scale=(0.08, 1.0), num_classes=10, checkpoint_every=10**6, precision="fp32")
     acc = {}
     for name, spec_str in (("pretrained", ckpt), ("random", RANDOM)):
         enc = load_encoder(spec_str)
-        net, out = ft.train_trial(enc, data.train, spec)
+        net, _out = ft.train_trial(enc, data.train, spec)
         scores, _ = ft.predict(net, enc, data.test, spec.sizes, spec)
         acc[name] = 100 * float((scores.argmax(1) == data.test.targets).mean())
     assert acc["pretrained"] >= linear.value - 1.0, (acc, linear.value)

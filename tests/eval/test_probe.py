@@ -201,10 +201,10 @@ def test_npz_errors_are_one_clear_sentence(tmp_path: Path, over: dict, match: st
 def test_not_an_npz(tmp_path: Path) -> None:
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip")
-    with pytest.raises(ProbeInputError, match="not a readable .npz"):
+    with pytest.raises(ProbeInputError, match=r"not a readable .npz"):
         probe_npz(junk)
     np.save(tmp_path / "one.npy", np.zeros(3))
-    with pytest.raises(ProbeInputError, match="not a readable .npz"):
+    with pytest.raises(ProbeInputError, match=r"not a readable .npz"):
         probe_npz(tmp_path / "one.npy")
     with pytest.raises(ProbeInputError, match="No such file"):
         probe_npz(tmp_path / "missing.npz")

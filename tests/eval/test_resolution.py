@@ -21,7 +21,7 @@ from clrbench.weights.adapters import load_encoder
 from clrbench.weights.checkpoint import encoder_metadata
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-from fixtures import build_all  # noqa: E402  (tests/data/fixtures.py)
+from fixtures import build_all
 
 TINY = "random:resnet18,width=0.125,stem=cifar"
 

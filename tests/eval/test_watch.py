@@ -80,7 +80,7 @@ def test_eval_watch_end_to_end_curve_table_and_plot(tmp_path: Path) -> None:
     write_ckpt(run, 2, total=2)
     res = tmp_path / "res"
     out = CliRunner().invoke(app, ["eval", "--watch", str(run), "--tasks", "digits", "--results", str(res),
-                                   "--cache-dir", str(tmp_path / "cache"), "--poll", "0"], env={"COLUMNS": "160"})
+                                   "--cache-dir", str(tmp_path / "cache"), "--poll", "0.01"], env={"COLUMNS": "160"})
     assert out.exit_code == 0, out.output
     assert "score vs epoch: r18 (linear)" in out.output and "final checkpoint is evaluated" in out.output
     recs = sorted(read_records(res), key=lambda r: r.checkpoint["step"])

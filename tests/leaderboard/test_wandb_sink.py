@@ -27,7 +27,7 @@ class _FakeWandb:
         self.logged: list[dict[str, Any]] = []
         self.finished = False
 
-    def Table(self, columns: list[str], data: list[list[Any]]) -> Any:  # noqa: N802 - wandb's name
+    def Table(self, columns: list[str], data: list[list[Any]]) -> Any:
         return SimpleNamespace(columns=columns, data=data)
 
     def init(self, **kw: Any) -> Any:
@@ -35,7 +35,7 @@ class _FakeWandb:
         fake = self
 
         class Run:
-            summary: dict[str, Any] = {}
+            summary: dict[str, Any] = {}  # noqa: RUF012 - a stand-in for wandb's run
             url = "https://wandb.example/run"
 
             def log(self, d: dict[str, Any]) -> None:

@@ -120,7 +120,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
 
     train_mod._step = nan_step
     try:
-        with pytest.raises(TrainingError, match="loss became nan at step 2.*last.pt"):
+        with pytest.raises(TrainingError, match=r"loss became nan at step 2.*last.pt"):
             train_loop(cfg)
     finally:
         train_mod._step = real_step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -39,7 +40,7 @@ def test_warmup_then_cosine() -> None:
 def test_no_warmup_starts_at_peak_and_is_monotone() -> None:
     lrs = [warmup_cosine(s, 20, 0, 1.0) for s in range(21)]
     assert lrs[0] == 1.0 and lrs[-1] == pytest.approx(0.0, abs=1e-15)
-    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
 def test_negative_steps_are_rejected() -> None:

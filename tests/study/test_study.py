@@ -115,7 +115,7 @@ def test_failed_and_diverged_trials_stay_in_the_picture(tmp_path: Path, monkeypa
     statuses = {r.checkpoint_id.rsplit("-", 1)[0]: r.status for r in execute(plan)}
     assert statuses == {"augment-crop": "ok", "augment-crop+color": "ok", "augment-color+crop": "failed",
                         "augment-color": "diverged"}
-    outcomes, table, png = finish(plan, OPS)
+    outcomes, _table, png = finish(plan, OPS)
     cells = {row[0].text: [c.text for c in row[1:]] for row in augment_table(outcomes, OPS).rows}
     assert cells["color"][:2] == ["failed", "diverged"] and png.exists()
     # The next command retries the failed trial; a diverged one is a result and stays.
@@ -130,7 +130,7 @@ def test_head_study_probes_h_and_g_of_h(tmp_path: Path) -> None:
     assert g.status == h.status == "ok"
     assert g.checkpoint["kind"] == "projection" and g.checkpoint["feature_dim"] == 8
     assert h.checkpoint["feature_dim"] == 64 and g.checkpoint["sha256"] != h.checkpoint["sha256"]
-    outcomes, table, png = finish(plan)
+    _outcomes, table, _png = finish(plan)
     assert [[c.text for c in row][:2] for row in table.rows] == [["none", "-"], ["nonlinear", "8"]]
 
 

@@ -241,6 +241,6 @@ def test_code_running_pickle_runs_nothing(tmp_path: Path, payload: type) -> None
     state = {f"backbone.{k}": v for k, v in randomised("resnet18", 0.125).state_dict().items()}
     torch.save(lightning(state, hyper_parameters={"x": payload(marker)}), tmp_path / "evil.ckpt")
     for spec in (str(tmp_path / "evil.ckpt"), f"lightly:{tmp_path / 'evil.ckpt'}"):
-        with pytest.raises(CheckpointError, match="pickled code that would run on load.*refuses"):
+        with pytest.raises(CheckpointError, match=r"pickled code that would run on load.*refuses"):
             load_encoder(spec)
     assert not marker.exists()

@@ -60,7 +60,7 @@ def labelled_subset(targets: np.ndarray, fraction: float | None = None, per_clas
     picked = []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
-        k = per_class if per_class is not None else max(1, int(round(fraction * len(members))))  # type: ignore[operator]
+        k = per_class if per_class is not None else max(1, round(fraction * len(members)))  # type: ignore[operator]
         order = np.random.default_rng([seed, int(c)]).permutation(len(members))
         picked.append(members[order[: min(k, len(members))]])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
@@ -227,7 +227,7 @@ def run_semi(job: EvalJob) -> Record:
     scored = [(k, t) for k, t in enumerate(trials) if t.status == "ok" and t.value is not None]
     if not scored:
         return _record(ctx, trials, None, None, t0, "every learning-rate trial diverged")
-    best_i, best = max(scored, key=lambda kt: kt[1].value or 0.0)  # ties: the earlier (smaller) lr
+    best_i, _best = max(scored, key=lambda kt: kt[1].value or 0.0)  # ties: the earlier (smaller) lr
     spec = trial_spec(ctx, best_i)
     import torch
 
@@ -265,7 +265,7 @@ def _record(ctx: SemiContext, trials: list[TrialResult], spec: Any, final: tuple
     test, p = ctx.data.test, ctx.proto
     per_class = np.bincount(ctx.data.train.targets[ctx.subset].reshape(len(ctx.subset), -1).argmax(1)
                             if ctx.card.multilabel else ctx.data.train.targets[ctx.subset])
-    tags: dict[str, Any] = {"subset_hash": ctx.subset_hash, "labelled": int(len(ctx.subset)),
+    tags: dict[str, Any] = {"subset_hash": ctx.subset_hash, "labelled": len(ctx.subset),
                             "labelled_per_class": [int(per_class[per_class > 0].min()), int(per_class.max())],
                             "label_fraction": round(len(ctx.subset) / max(len(ctx.data.train), 1), 6),
                             "feature_layer": ctx.layer}
