@@ -23,6 +23,8 @@ quickstart: install
 		--checkpoint random:resnet18,width=0.25,stem=cifar --tasks quick --results runs/quickstart/results
 
 test: install
+	$(BIN)/ruff check clrbench tests benchmarks
+	$(BIN)/mypy clrbench
 	$(BIN)/python -m pytest -q -m "not gpu" --durations=15
 
 test-fast: install

@@ -131,14 +131,20 @@ def main() -> None:
     ov_ray = overhead("ray", tmp / "o2", args.noop_jobs, args.noop_preds)
     load1 = os.getloadavg()
     best_local = min(min(v) for k, v in times.items() if k.startswith("local"))
-    print(f"\n{args.checkpoint}, tasks {args.tasks}, protocols {args.protocols}, trial CPUs {args.trial_cpus or 'protocol'}; "
-          f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end; "
-          f"Ray cluster start {start:.1f} s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(
+        f"\n{args.checkpoint}, tasks {args.tasks}, protocols {args.protocols}, "
+        f"trial CPUs {args.trial_cpus or 'protocol'}; "
+        f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end; "
+        f"Ray cluster start {start:.1f} s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+    )
     print("| run | jobs | wall (s), min | all runs (s) | vs best local |\n|---|---:|---:|---|---:|")
     print(f"| ray, 2 workers, cold (cluster start + first suite) | {n} | {cold + start:.1f} | {cold + start:.1f} | "
           f"{(cold + start) / best_local:.2f}x |")
     for name, vals in times.items():
-        print(f"| {name} | {n} | {min(vals):.1f} | {', '.join(f'{v:.1f}' for v in vals)} | {min(vals) / best_local:.2f}x |")
+        print(
+            f"| {name} | {n} | {min(vals):.1f} | {', '.join(f'{v:.1f}' for v in vals)} "
+            f"| {min(vals) / best_local:.2f}x |"
+        )
     print(f"\nharness overhead per no-op job ({args.noop_preds} predictions per record, {args.noop_jobs} jobs): "
           f"local {ov_local:.1f} ms, ray {ov_ray:.1f} ms")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -87,8 +87,15 @@ def main() -> None:
     args = ap.parse_args()
     threads = torch.get_num_threads()
     full, bare = step_rates(args.width, args.batch, args.steps, args.device, args.precision)
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or 'CPU'} ({threads} threads)"
-    print(f"\n### Training step, ResNet-18 (width {args.width}, CIFAR stem) at 32 px, batch {args.batch}, {args.precision}\n")
+    name = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.processor() or 'CPU'} ({threads} threads)"
+    )
+    print(
+        f"\n### Training step, ResNet-18 (width {args.width}, CIFAR stem) at 32 px, "
+        f"batch {args.batch}, {args.precision}\n"
+    )
     print("| device | full step (img/s) | bare fwd+bwd (img/s) | full / bare |")
     print("|---|---:|---:|---:|")
     print(f"| {name} | {full:.0f} | {bare:.0f} | {full / bare:.2f} |")

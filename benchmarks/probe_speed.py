@@ -94,7 +94,9 @@ def walks_table(tr: tuple, va: tuple, te: tuple, grid: np.ndarray, args: argpars
     runs = {}
     for label, stopping, tol in (("v1", "gradient", args.tol), ("v2", "path-free", args.v2_tol)):
         for walk in ("down", "up", "cold"):
-            runs[f"{label} {walk}"] = clrbench_probe(tr, va, te, grid, tol, args.max_iter, stopping, walk, args.condition_max)
+            runs[f"{label} {walk}"] = clrbench_probe(
+                tr, va, te, grid, tol, args.max_iter, stopping, walk, args.condition_max
+            )
     print("\n| walk | seconds | lambda chosen | test top-1 (%) | evals |")
     print("|---|---:|---:|---:|---:|")
     for name, r in runs.items():
@@ -150,7 +152,10 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         unit = "evals" if name.startswith("clrbench") else "iters"
-        print(f"| {name} | {r['seconds']:.1f} | {r['lambda']:.3g} | {r['val']:.2f} | {r['test']:.2f} | {r['work']} {unit} |")
+        print(
+            f"| {name} | {r['seconds']:.1f} | {r['lambda']:.3g} | {r['val']:.2f} | {r['test']:.2f} "
+            f"| {r['work']} {unit} |"
+        )
     if len(rows) == 2:
         ours, theirs = rows.values()
         print(f"\nspeed-up {theirs['seconds'] / ours['seconds']:.2f}x")

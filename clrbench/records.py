@@ -209,7 +209,9 @@ def record_from_dict(data: Any, where: str = "record") -> Record:
         raise RecordError(f"{where} is not a JSON object.")
     schema = data.get("schema", SCHEMA_VERSION)
     if isinstance(schema, int) and schema > SCHEMA_VERSION:
-        raise RecordError(f"{where} has schema {schema}, newer than this clrbench reads ({SCHEMA_VERSION}); upgrade clrbench.")
+        raise RecordError(
+            f"{where} has schema {schema}, newer than this clrbench reads ({SCHEMA_VERSION}); upgrade clrbench."
+        )
     names = {f.name for f in fields(Record)}
     required = {f.name for f in fields(Record) if f.default is MISSING and f.default_factory is MISSING}
     missing, unknown = sorted(required - data.keys()), sorted(data.keys() - names)

@@ -154,7 +154,10 @@ def test_the_checker_sees_a_lazy_cycle(tmp_path: Path) -> None:
     assert find_cycles(g) == [["clrbench.a", "clrbench.b"]]
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from clrbench.eval import jobs\n")
-    assert imports_of("clrbench.data.m", src, {"clrbench.eval.jobs", "clrbench.eval"}) == {"clrbench.eval.jobs", "clrbench.eval"}
+    assert imports_of("clrbench.data.m", src, {"clrbench.eval.jobs", "clrbench.eval"}) == {
+        "clrbench.eval.jobs",
+        "clrbench.eval",
+    }
     assert upward_imports({"clrbench.data.m": {"clrbench.eval.jobs"}}) == ["clrbench.data.m -> clrbench.eval.jobs"]
 
 

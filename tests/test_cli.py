@@ -58,7 +58,9 @@ def test_impossible_batch_size() -> None:
 
 
 def test_eval_bad_inputs(tmp_path: Path) -> None:
-    out = _one_sentence(runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "x.pt"), "--results", str(tmp_path)]))
+    out = _one_sentence(
+        runner.invoke(app, ["eval", "--checkpoint", str(tmp_path / "x.pt"), "--results", str(tmp_path)])
+    )
     assert "No checkpoint at" in out
     junk = tmp_path / "junk.pt"
     junk.write_text("hello")

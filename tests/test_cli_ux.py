@@ -78,7 +78,9 @@ def test_tasks_list_lists_tasks_and_ls_says_installed(tmp_path: Path) -> None:
     res = runner.invoke(app, ["tasks", "ls", "--root", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "installed" in res.output
-    dtd = next(line for line in res.output.splitlines() if line.startswith(("│ dtd", "| dtd", "dtd")) or " dtd " in line[:8])
+    dtd = next(
+        line for line in res.output.splitlines() if line.startswith(("│ dtd", "| dtd", "dtd")) or " dtd " in line[:8]
+    )
     assert "yes" in dtd
 
 

@@ -288,17 +288,25 @@ def run(job):
     return Record("ck", job.name, "linear", "top1", "ok", 50.0, 1.0, 1, 1, {}, {}, [], {}, {}, {}, "",
                   {}, {}, tags={"pid": os.getpid()})
 
-run_jobs([Job(f"t{i}") for i in range(6)], sys.argv[1], run=run, write=write_record)
+# Both drivers "plan" together (as two evals started at once do): the barrier keeps a slow
+# import from letting the first finish a job before the second has looked at the folder.
+ready = Path(sys.argv[1]) / f"{os.getpid()}.ready"
+ready.touch()
+since = time.time()
+deadline = since + 60
+while len(list(Path(sys.argv[1]).glob("*.ready"))) < int(sys.argv[4]) and time.time() < deadline:
+    time.sleep(0.01)
+run_jobs([Job(f"t{i}") for i in range(6)], sys.argv[1], run=run, write=write_record, since=since)
 """
 
 
-def _eval_proc(results: Path, slow: str = "", slow_s: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _EVAL_SCRIPT, str(results), slow, str(slow_s)],
+def _eval_proc(results: Path, slow: str = "", slow_s: float = 0.0, drivers: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _EVAL_SCRIPT, str(results), slow, str(slow_s), str(drivers)],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_evals_on_one_results_folder_share_the_jobs(tmp_path: Path) -> None:
-    a, b = _eval_proc(tmp_path), _eval_proc(tmp_path)
+    a, b = _eval_proc(tmp_path, drivers=2), _eval_proc(tmp_path, drivers=2)
     assert a.wait(120) == 0 and b.wait(120) == 0, (a.stderr.read(), b.stderr.read())
     runs = {p.stem: p.read_text().split() for p in tmp_path.glob("*.runs")}
     assert sorted(runs) == [f"t{i}" for i in range(6)]

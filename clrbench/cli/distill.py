@@ -11,10 +11,14 @@ import typer
 from clrbench.cli.common import _guard, app, console, stdout
 
 
-@app.command(epilog="Examples:\n\n"
-             "  clrbench distill --teacher results/records/v2-1a2b3c4d/digits__semi-10pct.json --student resnet18,width=0.125,stem=cifar --task digits --epochs 30\n\n"
-             "  clrbench distill --teacher .cache/clrbench/models/0123abcd.pt --student runs/quickstart-v2/last.pt --task digits --alpha 0.5\n\n"
-             "  clrbench eval --checkpoint runs/distill/digits-resnet18-width-0.125-stem-cifar-a0-t1.pt --protocol linear")
+@app.command(
+    epilog="Examples:\n\n"
+    "  clrbench distill --teacher results/records/v2-1a2b3c4d/digits__semi-10pct.json"
+    " --student resnet18,width=0.125,stem=cifar --task digits --epochs 30\n\n"
+    "  clrbench distill --teacher .cache/clrbench/models/0123abcd.pt"
+    " --student runs/quickstart-v2/last.pt --task digits --alpha 0.5\n\n"
+    "  clrbench eval --checkpoint runs/distill/digits-resnet18-width-0.125-stem-cifar-a0-t1.pt --protocol linear"
+)
 @_guard
 def distill(
     teacher: Annotated[str, typer.Option(help=(
@@ -45,12 +49,30 @@ def distill(
         "auto (bf16 autocast where supported), bf16 or fp32 (use fp32 on CPUs without native bf16: emulated bf16 ran "
         "~9x slower)."))] = "auto",
 ) -> None:
-    """Distil a fine-tuned teacher into a student on unlabelled task images (SimCLRv2 sec 2); writes the student and a 'distill' record."""
+    """Distil a fine-tuned teacher into a student on unlabelled task images (SimCLRv2 sec 2).
+
+    Writes the student and a 'distill' record."""
     from clrbench.eval.distill_job import DistillConfig, run_distill
 
-    cfg = DistillConfig(teacher, student, task, alpha, temperature, epochs, batch_size, lr_base, seed=seed, precision=precision, out=out,
-                        data_root=data_root or os.environ.get("CLRBENCH_DATA"), cache_dir=cache_dir, device=device)
-    console.print(f"Distilling {teacher} into {student} on {task} (alpha {alpha:g}, tau {temperature:g}, {epochs:g} epochs).")
+    cfg = DistillConfig(
+        teacher,
+        student,
+        task,
+        alpha,
+        temperature,
+        epochs,
+        batch_size,
+        lr_base,
+        seed=seed,
+        precision=precision,
+        out=out,
+        data_root=data_root or os.environ.get("CLRBENCH_DATA"),
+        cache_dir=cache_dir,
+        device=device,
+    )
+    console.print(
+        f"Distilling {teacher} into {student} on {task} (alpha {alpha:g}, tau {temperature:g}, {epochs:g} epochs)."
+    )
     rec, path = run_distill(cfg, results)
     tags = rec.tags["distill"]
     was = f" (teacher: {tags['teacher_test']:.2f})" if tags.get("teacher_test") is not None else ""

@@ -15,10 +15,15 @@ from clrbench.cli.leaderboard import show_board, show_curves
 from clrbench.cli.progress import JobProgress
 
 
-@app.command("eval", epilog="Examples:\n\n  clrbench eval --checkpoint runs/quickstart/last.pt --checkpoint random:resnet18,width=0.25,stem=cifar --tasks quick\n\n"
-             "  clrbench eval --checkpoint 'runs/r18/step_*.pt' --tasks quick --executor ray --workers 2\n\n"
-             "  clrbench eval --watch runs/quickstart/ --tasks quick    # each new checkpoint, until the run ends\n\n"
-             "  clrbench eval --checkpoint ckpt.pt --tasks all --protocol linear,finetune --data-root /data --executor ray --address auto")
+@app.command(
+    "eval",
+    epilog="Examples:\n\n  clrbench eval --checkpoint runs/quickstart/last.pt"
+    " --checkpoint random:resnet18,width=0.25,stem=cifar --tasks quick\n\n"
+    "  clrbench eval --checkpoint 'runs/r18/step_*.pt' --tasks quick --executor ray --workers 2\n\n"
+    "  clrbench eval --watch runs/quickstart/ --tasks quick    # each new checkpoint, until the run ends\n\n"
+    "  clrbench eval --checkpoint ckpt.pt --tasks all --protocol linear,finetune --data-root /data"
+    " --executor ray --address auto",
+)
 @_guard
 def eval_(
     checkpoint: Annotated[list[str] | None, typer.Option("--checkpoint", "-c", help=(
@@ -164,7 +169,9 @@ class _Batch:
             for r in stored:
                 if isinstance(r, Record) and r.status != "ok":
                     self.failed += 1
-                    console.print(f"[red]{r.status}[/] " + escape(f"{r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}"))
+                    console.print(
+                        f"[red]{r.status}[/] " + escape(f"{r.checkpoint_id} / {r.task} / {r.protocol}: {r.error}")
+                    )
         return plan.checkpoint_ids
 
 

@@ -10,8 +10,10 @@ from rich.markup import escape
 from clrbench.cli.common import _guard, app, stdout
 
 
-@app.command(epilog="Examples:\n\n  clrbench export --checkpoint runs/quickstart/last.pt --out quickstart.safetensors\n\n"
-             "  clrbench export --checkpoint simclr-v1:resnet50-1x.pth --out simclr-r50-1x.safetensors")
+@app.command(
+    epilog="Examples:\n\n  clrbench export --checkpoint runs/quickstart/last.pt --out quickstart.safetensors\n\n"
+    "  clrbench export --checkpoint simclr-v1:resnet50-1x.pth --out simclr-r50-1x.safetensors"
+)
 @_guard
 def export(
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help=(
@@ -29,7 +31,10 @@ def export(
     path, enc = export_encoder(checkpoint, out, with_head)
     m = enc.meta
     norm = "no mean/std" if not m.get("mean") else f"mean {m['mean']} std {m['std']}"
-    stdout.print(f"Wrote [bold]{escape(str(path))}[/]: {m['arch']} width {m['width']:g}, {m['stem']} stem, "
-                 f"{m['feature_dim']}-d features, {parameter_count(enc) / 1e6:.1f}M parameters "
-                 f"(from the {enc.kind} adapter){' + its ' + enc.head_meta['kind'] + ' head' if with_head and enc.head_meta else ''}. Inputs: RGB in {m['input_range']}, {norm}.")
+    head = f" + its {enc.head_meta['kind']} head" if with_head and enc.head_meta else ""
+    stdout.print(
+        f"Wrote [bold]{escape(str(path))}[/]: {m['arch']} width {m['width']:g}, {m['stem']} stem, "
+        f"{m['feature_dim']}-d features, {parameter_count(enc) / 1e6:.1f}M parameters "
+        f"(from the {enc.kind} adapter){head}. Inputs: RGB in {m['input_range']}, {norm}."
+    )
     stdout.print(f"Evaluate it: clrbench eval --checkpoint {path} --tasks quick", markup=False)

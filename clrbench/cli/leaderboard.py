@@ -10,7 +10,9 @@ import typer
 from clrbench.cli.common import _guard, app, console, fail, stdout
 
 
-@app.command(epilog="The npz holds train_x, train_y, val_x, val_y, test_x, test_y (y: integer labels, or 0/1 columns for map11).")
+@app.command(
+    epilog="The npz holds train_x, train_y, val_x, val_y, test_x, test_y (y: integer labels, or 0/1 columns for map11)."
+)
 @_guard
 def probe(
     features: Annotated[Path, typer.Argument(help="An .npz of features from anywhere.")],
@@ -37,9 +39,12 @@ def probe(
 # ----------------------------------------------------------------------------- leaderboard
 
 
-@app.command(epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n  clrbench leaderboard --tasks all --format html > board.html\n\n"
-             "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png\n\n"
-             "  clrbench leaderboard --tasks all --baseline 'SimCLR R50 (' --plot board.png")
+@app.command(
+    epilog="Examples:\n\n  clrbench leaderboard\n\n  clrbench leaderboard --format md > board.md\n\n"
+    "  clrbench leaderboard --tasks all --format html > board.html\n\n"
+    "  clrbench leaderboard --baseline random-resnet18-w0.25-cifar-s0 --plot board.png\n\n"
+    "  clrbench leaderboard --tasks all --baseline 'SimCLR R50 (' --plot board.png"
+)
 @_guard
 def leaderboard(
     results: Annotated[Path, typer.Option(help="Results folder holding records/.")] = Path("results"),

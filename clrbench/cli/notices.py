@@ -49,7 +49,9 @@ def print_task_list(tasks_dir: str | Path | None, data_root: str | None) -> None
     for c in cards.values():
         have = installed(c, data_root)
         state = "generated offline" if have is None else ("installed" if have else "not installed")
-        stdout.print(f"  {c.name:<11} {c.metric:<15} {state:<17} {' '.join(c.title.split())}", markup=False, highlight=False)
+        stdout.print(
+            f"  {c.name:<11} {c.metric:<15} {state:<17} {' '.join(c.title.split())}", markup=False, highlight=False
+        )
 
 
 def records_elsewhere(results: Path, protocol: str | None) -> tuple[str, int]:

@@ -11,9 +11,11 @@ from rich.markup import escape
 from clrbench.cli.common import _guard, app, console, stdout
 
 
-@app.command(epilog="Examples:\n\n  clrbench pretrain                      # quickstart: offline, ~3 min on 2 CPU cores\n\n"
-             "  clrbench pretrain cifar10-r18 --data ~/data --device cuda\n\n"
-             "  clrbench pretrain imagenet-r50-1x --launcher torchrun --nproc 8 --data /imagenet/train")
+@app.command(
+    epilog="Examples:\n\n  clrbench pretrain                      # quickstart: offline, ~3 min on 2 CPU cores\n\n"
+    "  clrbench pretrain cifar10-r18 --data ~/data --device cuda\n\n"
+    "  clrbench pretrain imagenet-r50-1x --launcher torchrun --nproc 8 --data /imagenet/train"
+)
 @_guard
 def pretrain(
     recipe: Annotated[str, typer.Argument(help=(
@@ -103,7 +105,9 @@ def _print_dry_run(cfg: Any, launcher: str, nproc: int, workers: int) -> None:
     for name, value, rule in (("linear", base * b / 256, f"lr_base x B/256 = {base:g} x {b}/256"),
                               ("sqrt", base * math.sqrt(b), f"lr_base x sqrt(B) = {base:g} x sqrt({b})")):
         mark = ", in use" if name == used else ""
-        stdout.print(f"lr if {name} scaling: {value:.4g}  ({rule}{mark})", markup=False, highlight=False, soft_wrap=True)
+        stdout.print(
+            f"lr if {name} scaling: {value:.4g}  ({rule}{mark})", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def _progress(total_hint: int | None = None) -> Any:
@@ -119,7 +123,9 @@ def _progress(total_hint: int | None = None) -> Any:
             bar.start()
             state["task"] = bar.add_task("pretrain", total=m["total_steps"], info="")
         probe = f" probe {m['probe_acc']:.2f}" if m.get("probe_acc") is not None else ""
-        info = f"loss {m['loss']:.3f} acc {m['contrastive_acc']:.2f}{probe} lr {m['lr']:.3g} {m['images_per_s']:.0f} img/s"
+        info = (
+            f"loss {m['loss']:.3f} acc {m['contrastive_acc']:.2f}{probe} lr {m['lr']:.3g} {m['images_per_s']:.0f} img/s"
+        )
         bar.update(state["task"], completed=m["step"], info=info)
         if m["step"] >= m["total_steps"]:
             bar.stop()

@@ -79,8 +79,10 @@ class JobProgress:
             self.progress.advance(self.bar)
             err = ev.get("error") or getattr(ev["record"], "error", None)
             what = f"{protocol} {trial}" if trial is not None else protocol
-            self.live.console.print(escape(f"  {cid:<32} {task:<12} {what:<15} {val}") + (f"  [red]{escape(str(err))}[/]" if err else ""),
-                                    highlight=False)
+            self.live.console.print(
+                escape(f"  {cid:<32} {task:<12} {what:<15} {val}") + (f"  [red]{escape(str(err))}[/]" if err else ""),
+                highlight=False,
+            )
         counts = Counter(s for _, s in self.state.values())
         self.progress.update(self.bar, info=f"{counts['running']} running, {counts['failed']} failed")
 

@@ -110,8 +110,11 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
     for o in outcomes:
         if o.status in ("failed", "diverged"):
             console.print(f"[red]{o.status}[/] " + escape(f"{o.trial.key}: {o.error}"), highlight=False)
-    stdout.print(f"Picture: [bold]{escape(str(png))}[/]  " + escape(f"table: {png.with_suffix('.md')}  records: clrbench leaderboard "
-                 f"--results {plan.results_dir}"), highlight=False)
+    stdout.print(
+        f"Picture: [bold]{escape(str(png))}[/]  "
+        + escape(f"table: {png.with_suffix('.md')}  records: clrbench leaderboard --results {plan.results_dir}"),
+        highlight=False,
+    )
     failed = sum(o.status == "failed" for o in outcomes)  # diverged is a result (S-v1 Table 5), not a failure
     if failed:
         console.print(f"{failed} trial job(s) failed (listed above); rerun the same command to retry them. "
@@ -196,8 +199,13 @@ def _print_trials(plan: Any) -> None:
     t = Table("trial", "overrides", "steps", "peak lr", "estimate", title=f"{plan.study}: the trials still to run")
     for trial in plan.trials_to_run():
         c = plan.costs.get(trial.key)
-        t.add_row(escape(trial.key), escape(" ".join(trial.overrides)), str(c.steps) if c else "", f"{c.lr:.3g}" if c else "",
-                  format_range(*c.range_s) if c else "")
+        t.add_row(
+            escape(trial.key),
+            escape(" ".join(trial.overrides)),
+            str(c.steps) if c else "",
+            f"{c.lr:.3g}" if c else "",
+            format_range(*c.range_s) if c else "",
+        )
     stdout.print(t)
 
 
@@ -247,7 +255,9 @@ class _TrialProgress:
             elif state in ("done", "failed"):
                 rec = ev["record"]
                 val = f"{rec.value:.2f}" if getattr(rec, "value", None) is not None else getattr(rec, "status", state)
-                self.progress.console.print(f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False, markup=False)
+                self.progress.console.print(
+                    f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False, markup=False
+                )
                 self.progress.advance(self.task)
 
         return on_event
@@ -256,16 +266,24 @@ class _TrialProgress:
         self.progress.stop()
 
 
-_EXAMPLE_GPU = "  clrbench study {cmd} --recipe cifar10-r18 --set data.path=~/data --device cuda --budget paper --tasks cifar10 --yes"
+_EXAMPLE_GPU = (
+    "  clrbench study {cmd} --recipe cifar10-r18 --set data.path=~/data --device cuda --budget paper"
+    " --tasks cifar10 --yes"
+)
 
 
-@study_command(epilog="Examples:\n\n  clrbench study augment                 # 49 trials, ~30 min on 2 CPU cores\n\n"
-                   "  clrbench study augment --ops crop,color,blur --budget 300\n\n" + _EXAMPLE_GPU.format(cmd="augment"))
+@study_command(
+    epilog="Examples:\n\n  clrbench study augment                 # 49 trials, ~30 min on 2 CPU cores\n\n"
+    "  clrbench study augment --ops crop,color,blur --budget 300\n\n" + _EXAMPLE_GPU.format(cmd="augment")
+)
 def augment(
     ctx: typer.Context,
-    ops: Annotated[str, typer.Option(help=(
-        "Ops to compose (clrbench.simclr.augment.OPS). n ops = "
-        "n*n trials: keep it short on a CPU."))] = "crop,cutout,color,sobel,noise,blur,rotate",
+    ops: Annotated[
+        str,
+        typer.Option(
+            help=("Ops to compose (clrbench.simclr.augment.OPS). n ops = n*n trials: keep it short on a CPU.")
+        ),
+    ] = "crop,cutout,color,sobel,noise,blur,rotate",
 ) -> None:
     """Every op and every ordered pair after a random crop, on one branch only (S-v1 Fig. 5): a heatmap."""
     from clrbench.study.grids import augment_grid, parse_list
@@ -274,14 +292,18 @@ def augment(
     _common(ctx, "augment", lambda cfg: augment_grid(names, cfg.augment.color_strength), ops=names)
 
 
-@study_command(epilog="Examples:\n\n  clrbench study temperature            # 6 trials, ~10 min on 2 CPU cores\n\n"
-                   "  clrbench study temperature --values 0.1,0.2,0.5 --values-no-l2 ''\n\n" + _EXAMPLE_GPU.format(cmd="temperature"))
+@study_command(
+    epilog="Examples:\n\n  clrbench study temperature            # 6 trials, ~10 min on 2 CPU cores\n\n"
+    "  clrbench study temperature --values 0.1,0.2,0.5 --values-no-l2 ''\n\n" + _EXAMPLE_GPU.format(cmd="temperature")
+)
 def temperature(
     ctx: typer.Context,
-    values: Annotated[str, typer.Option(help=(
-        "tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0."))] = "0.05,0.1,0.5,1.0",
-    values_no_l2: Annotated[str, typer.Option(help=(
-        "tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them."))] = "10,100",
+    values: Annotated[
+        str, typer.Option(help=("tau with l2-normalised (cosine) similarity; S-v1 Table 5 sweeps 0.05,0.1,0.5,1.0."))
+    ] = "0.05,0.1,0.5,1.0",
+    values_no_l2: Annotated[
+        str, typer.Option(help=("tau with raw dot products (no l2 normalisation); Table 5 uses 10,100. '' skips them."))
+    ] = "10,100",
 ) -> None:
     """The NT-Xent temperature, with and without l2 normalisation (S-v1 Table 5)."""
     from clrbench.study.grids import parse_numbers, temperature_grid
@@ -291,9 +313,12 @@ def temperature(
     _common(ctx, "temperature", lambda cfg: temperature_grid(l2, raw))
 
 
-@study_command("batch-size", epilog="Examples:\n\n  clrbench study batch-size              # 9 trials, ~10 min on 2 CPU cores\n\n"
-                   "  clrbench study batch-size --values 256,1024,4096 --epochs 100,200,400 --recipe cifar10-r18 "
-                   "--set data.path=~/data --device cuda --yes")
+@study_command(
+    "batch-size",
+    epilog="Examples:\n\n  clrbench study batch-size              # 9 trials, ~10 min on 2 CPU cores\n\n"
+    "  clrbench study batch-size --values 256,1024,4096 --epochs 100,200,400 --recipe cifar10-r18 "
+    "--set data.path=~/data --device cuda --yes",
+)
 def batch_size(
     ctx: typer.Context,
     values: Annotated[str, typer.Option(help=(
@@ -302,7 +327,9 @@ def batch_size(
     epochs: Annotated[str, typer.Option(help=(
         "Training epochs; every (batch, epochs) pair is its own run with its own schedule."))] = "2,4,8",
 ) -> None:
-    """Probe accuracy against epochs for each batch size (S-v1 Fig. 9); the budget sets the data, --epochs the length."""
+    """Probe accuracy against epochs for each batch size (S-v1 Fig. 9).
+
+    The budget sets the data, --epochs the length."""
     from clrbench.study.grids import batch_size_grid, parse_numbers
 
     sizes = parse_numbers(values, "values", int)

@@ -130,7 +130,9 @@ def data_download(
 
         hub_reports = cache_hub_copies([c for c, _ in select_cards(tasks, tasks_dir)])
         for task, ok, msg in hub_reports:
-            stdout.print(f"[{'green' if ok else 'red'}]{task:<11} {'cached' if ok else 'failed':<10}[/] {msg}", highlight=False)
+            stdout.print(
+                f"[{'green' if ok else 'red'}]{task:<11} {'cached' if ok else 'failed':<10}[/] {msg}", highlight=False
+            )
         if not all(ok for _, ok, _ in hub_reports):
             raise typer.Exit(1)
         return
@@ -174,7 +176,9 @@ def data_verify(
         sizes = [f"{r.sizes.get(s, '-')}/{r.expected_sizes.get(s, '-')}" for s in ("train", "val", "test")]
         classes = f"{'-' if r.num_classes is None else r.num_classes}/{r.expected_classes}"  # None: not read
         colour = "green" if r.status == "ok" else ("yellow" if r.ok else "red")
-        t.add_row(escape(r.task), f"[{colour}]{r.status}[/]", classes, *sizes, escape(" ".join(r.diff + r.notes) or "-"))
+        t.add_row(
+            escape(r.task), f"[{colour}]{r.status}[/]", classes, *sizes, escape(" ".join(r.diff + r.notes) or "-")
+        )
     stdout.print(t)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -2,9 +2,9 @@
 
 A :class:`LabeledImages` is images addressable by index plus their targets, known without
 decoding a pixel so that splits can be carved and counted cheaply; pretraining sources
-without labels are the same collections with ``num_classes == 0``. A loader takes the data root and one *source* split name (as the dataset's creators name it)
-and returns :class:`LabeledImages`: images addressable by index plus their targets, known
-without decoding a pixel so that splits can be carved and counted cheaply. The loaders of the
+without labels are the same collections with ``num_classes == 0``. A loader takes the data
+root and one *source* split name (as the dataset's creators name it) and returns a
+:class:`LabeledImages`. The loaders of the
 twelve transfer datasets live in :mod:`clrbench.data.sources`; the offline quick suite
 is here.
 """

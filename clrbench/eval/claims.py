@@ -32,14 +32,17 @@ def claim_name(job: Any) -> str:
 class Claims:
     """The claims one driver holds on ``results_dir``; release each after writing its result."""
 
-    def __init__(self, results_dir: Path | str) -> None:
+    def __init__(self, results_dir: Path | str, since: float | None = None) -> None:
+        """``since``: when the driver looked at the records it plans around (default: now). A
+        record written after it is another process's work; one written before was seen, and the
+        plan chose to run its job again (``--force``)."""
         import time
 
         self.results_dir = Path(results_dir)
         self.root = self.results_dir / CLAIMS_DIR
         self.later: list[Any] = []
         self.skipped: set[int] = set()
-        self.started = time.time()
+        self.started = time.time() if since is None else since
         self.held: dict[int, IO[Any]] = {}
 
     def take(self, job: Any, wait: bool = False) -> bool:

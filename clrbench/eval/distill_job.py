@@ -123,7 +123,9 @@ def run_distill(cfg: DistillConfig, results: Path) -> tuple[Record, Path]:
 
     t0 = time.time()
     teacher, teacher_record = resolve_teacher(cfg.teacher)
-    card, data = load_job_task(EvalJob(cfg.student, "", cfg.task, "distill", cfg.data_root, cfg.cache_dir, cfg.tasks_dir))
+    card, data = load_job_task(
+        EvalJob(cfg.student, "", cfg.task, "distill", cfg.data_root, cfg.cache_dir, cfg.tasks_dir)
+    )
     info = teacher.info
     if info.get("task") != card.name or info.get("split_hash") != data.split_hash:
         raise EvalError(f"the teacher was fine-tuned on {info.get('task')} (split {str(info.get('split_hash'))[:8]}), "
@@ -149,10 +151,17 @@ def run_distill(cfg: DistillConfig, results: Path) -> tuple[Record, Path]:
                        "teacher_test": teacher_record.value if teacher_record else None,
                        "student": cfg.student, "alpha": cfg.alpha, "temperature": cfg.temperature,
                        "epochs": cfg.epochs, "steps": steps, "task": card.name}
-    out = Path(cfg.out) if cfg.out else Path("runs") / "distill" / f"{card.name}-{_slug(cfg.student)}-a{cfg.alpha:g}-t{cfg.temperature:g}.pt"
+    out = (
+        Path(cfg.out)
+        if cfg.out
+        else Path("runs") / "distill" / f"{card.name}-{_slug(cfg.student)}-a{cfg.alpha:g}-t{cfg.temperature:g}.pt"
+    )
     save_student(out, net, student.meta, provenance_tags)
     sid = load_encoder(str(out)).checkpoint_id
-    test, val = _scores(net, student.meta, data.test, sizes, cfg.device), _scores(net, student.meta, data.val, sizes, cfg.device)
+    test, val = (
+        _scores(net, student.meta, data.test, sizes, cfg.device),
+        _scores(net, student.meta, data.val, sizes, cfg.device),
+    )
     value = 100.0 * score(card.metric, data.test.targets, test)
     pred = test.argmax(1)
     # A distill record has no protocol file: version 1 of the procedure in this module.

@@ -12,7 +12,8 @@ point) plugs in the same way::
 picklable. What ``run`` returns is stored by ``write(results_dir, result)`` in the driver:
 by default :func:`~clrbench.eval.runners.write_result`, which writes a Record as its record
 file and persists a fine-tune ``TrialResult`` under the cache folder (trials are not records).
-``on_failure(job, error)`` gives the failed Record to write, or None for nothing (a trial). A job may also carry ``resources() -> dict`` (Ray requests such as
+``on_failure(job, error)`` gives the failed Record to write, or None for nothing (a trial).
+A job may also carry ``resources() -> dict`` (Ray requests such as
 ``{"num_cpus": 2}`` or ``{"num_gpus": 1}``); one CPU when it names none.
 
 Guarantees, the same for both executors:
@@ -127,7 +128,7 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
              on_failure: Callable[[Any, BaseException], Record | None] | None = None,
              write: Callable[[Path, Any], Any] | None = None,
              annotate: Callable[[Any, Record], Record] | None = None,
-             address: str | None = None, workers: int | None = None) -> list[Any]:
+             address: str | None = None, workers: int | None = None, since: float | None = None) -> list[Any]:
     """Run ``jobs`` with ``run`` and write each record under ``results_dir`` as it completes.
 
     Args:
@@ -146,6 +147,8 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
         address: Ray cluster to connect to (``auto``: the one running here); default: start
             a local one.
         workers: CPUs of the local Ray cluster, and at most this many jobs in flight.
+        since: when the caller read the records it planned from (default: now); a record
+            written after it by another process means that job is done (clrbench.eval.claims).
 
     Returns:
         The stored results (records, trial results), in completion order.
@@ -181,7 +184,7 @@ def run_jobs(jobs: Sequence[Any], results_dir: Path | str, executor: str = "loca
               "error": msg or getattr(result, "error", None)})
 
     # Several drivers on one results folder share the jobs (clrbench.eval.claims).
-    claims = Claims(results)
+    claims = Claims(results, since)
 
     def skip(job: Any, rec: Any) -> None:
         emit({"job": job, "state": "done", "record": rec, "error": None})

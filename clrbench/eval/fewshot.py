@@ -137,8 +137,15 @@ def run_fewshot(job: Any) -> Any:
         tags["skipped_images"] = fs.skipped
     n_test = len(fs.y["test"])
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
-        value=float(tests.mean()), stderr=std / np.sqrt(len(tests)),
+        job.checkpoint_id,
+        card.name,
+        proto.name,
+        card=card,
+        proto=proto,
+        checkpoint=fs.described,
+        data_tags=fs.data_tags,
+        value=float(tests.mean()),
+        stderr=std / np.sqrt(len(tests)),
         hparams={"k": proto.k, "draws": proto.draws, "lambda": [float(d["lambda"]) for d in draws], "std": std},
         val_curve=mean_curve,
         # Per-example predictions of one draw would not pair with a mean over draws: none are stored,
@@ -147,10 +154,17 @@ def run_fewshot(job: Any) -> Any:
         split_sizes={"train": int(draws[0]["n_train"]), "test": n_test},
         # Single-label: k per class. Multi-label draws overlap (one image serves several classes),
         # so the draw's own size is what it was meant to be.
-        expected_split_sizes={"train": int(draws[0]["n_train"]) if card.multilabel else proto.k * card.num_classes,
-                              "test": int(card.expected_sizes["test"])},
+        expected_split_sizes={
+            "train": int(draws[0]["n_train"]) if card.multilabel else proto.k * card.num_classes,
+            "test": int(card.expected_sizes["test"]),
+        },
         split_hash=fs.split_hash,
-        timings={"features_s": round(t1 - t0, 3), "probe_s": round(time.time() - t1, 3),
-                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": n_test},
+        timings={
+            "features_s": round(t1 - t0, 3),
+            "probe_s": round(time.time() - t1, 3),
+            "total_s": round(time.time() - t0, 3),
+            "features_cached": fs.cached,
+            "n_test": n_test,
+        },
         tags=tags,
     )

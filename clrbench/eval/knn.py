@@ -111,13 +111,26 @@ def run_knn(job: Any) -> Any:
     if fs.skipped:
         tags["skipped_images"] = fs.skipped
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
-        value=float(value), stderr=test_stderr(fs.y["test"], pred, card.multilabel, value),
+        job.checkpoint_id,
+        card.name,
+        proto.name,
+        card=card,
+        proto=proto,
+        checkpoint=fs.described,
+        data_tags=fs.data_tags,
+        value=float(value),
+        stderr=test_stderr(fs.y["test"], pred, card.multilabel, value),
         hparams={"k": int(k), "temperature": proto.temperature, "weighting": proto.weighting},
         val_curve=[[int(kk), float(v)] for kk, v in curve],
         predictions={"y": fs.y["test"].tolist(), "pred": pred.tolist()},
-        split_sizes=fs.sizes, split_hash=fs.split_hash,
-        timings={"features_s": round(t1 - t0, 3), "knn_s": round(time.time() - t1, 3),
-                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": len(fs.y["test"])},
+        split_sizes=fs.sizes,
+        split_hash=fs.split_hash,
+        timings={
+            "features_s": round(t1 - t0, 3),
+            "knn_s": round(time.time() - t1, 3),
+            "total_s": round(time.time() - t0, 3),
+            "features_cached": fs.cached,
+            "n_test": len(fs.y["test"]),
+        },
         tags=tags,
     )

@@ -127,7 +127,8 @@ class Lbfgs:
 
     Two things make a 45-point path cheap, and neither changes the optimum or the stopping rule:
     the curvature pairs carry over from one lambda to the next, and the initial inverse Hessian
-    is a preconditioner (see Preconditioner) instead of a scaled identity. Pairs are stored as (s, y - lam * mask * s), the data part of the gradient change, and
+    is a preconditioner (see Preconditioner) instead of a scaled identity. Pairs are stored as
+    (s, y - lam * mask * s), the data part of the gradient change, and
     re-priced at the current lambda, which is exact because the penalty's gradient is linear.
 
     Attributes:

@@ -37,13 +37,26 @@ def run_linear(job: EvalJob) -> Record:
     if fs.skipped:
         tags["skipped_images"] = fs.skipped
     return make_record(
-        job.checkpoint_id, card.name, proto.name, card=card, proto=proto, checkpoint=fs.described, data_tags=fs.data_tags,
-        value=float(res.test), stderr=test_stderr(y["test"], pred, card.multilabel, res.test),
+        job.checkpoint_id,
+        card.name,
+        proto.name,
+        card=card,
+        proto=proto,
+        checkpoint=fs.described,
+        data_tags=fs.data_tags,
+        value=float(res.test),
+        stderr=test_stderr(y["test"], pred, card.multilabel, res.test),
         hparams={"lambda": float(res.best_lambda)},
         val_curve=[[float(lam), float(v)] for lam, v in res.val_curve],
         predictions={"y": y["test"].tolist(), "pred": pred.tolist()},
-        split_sizes=fs.sizes, split_hash=fs.split_hash,
-        timings={"features_s": round(t1 - t0, 3), "probe_s": round(res.seconds, 3),
-                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": len(y["test"])},
+        split_sizes=fs.sizes,
+        split_hash=fs.split_hash,
+        timings={
+            "features_s": round(t1 - t0, 3),
+            "probe_s": round(res.seconds, 3),
+            "total_s": round(time.time() - t0, 3),
+            "features_cached": fs.cached,
+            "n_test": len(y["test"]),
+        },
         tags=tags,
     )

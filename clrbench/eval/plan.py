@@ -50,6 +50,7 @@ class EvalPlan:
     write: Callable[[Path, Any], Any] | None = None
     on_failure: Callable[[Any, BaseException], Record | None] | None = None
     annotate: Callable[[Any, Record], Record] | None = None
+    planned_at: float | None = None  # when the records were read: later ones are another driver's
 
     @property
     def checkpoint_ids(self) -> list[str]:
@@ -86,7 +87,7 @@ class EvalPlan:
         for phase in phases:
             stored += run_jobs(phase, self.results, executor=executor, on_event=on_event, run=self.run,
                                write=self.write, on_failure=self.on_failure, annotate=self.annotate,
-                               address=address, workers=workers)
+                               address=address, workers=workers, since=self.planned_at)
         return stored
 
 
@@ -130,6 +131,9 @@ def plan_eval(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
               options: EvalOptions = EvalOptions()) -> EvalPlan:
     """The plan of one ``clrbench eval`` batch; records of a pretraining run's checkpoints get the
     run's name, step and epoch (what a score-vs-epoch curve needs)."""
+    import time
+
+    planned_at = time.time()  # before the records are read: one written meanwhile is not missed
     todo, done = plan_jobs(checkpoints, tasks, protocols, results, data_root=options.data_root,
                            cache_dir=options.cache_dir, tasks_dir=options.tasks_dir, device=options.device,
                            force=options.force, source=options.source, limit=options.limit)
@@ -146,7 +150,7 @@ def plan_eval(checkpoints: Sequence[str], tasks: str, protocols: Sequence[str], 
         info = progress[spec]
         return replace(rec, checkpoint={**info, **rec.checkpoint}) if info else rec
 
-    return EvalPlan(Path(results), todo, done, annotate=annotate)
+    return EvalPlan(Path(results), todo, done, annotate=annotate, planned_at=planned_at)
 
 
 def expand_checkpoints(specs: Sequence[str]) -> list[str]:

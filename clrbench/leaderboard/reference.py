@@ -110,8 +110,15 @@ def _row(path: Path, source: dict[str, Any], raw: Any, i: int) -> ReferenceRow:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
             raise ReferenceDataError(f"{where}: {task} must be a percentage in [0, 100], not {v!r}.")
     return ReferenceRow(
-        label=str(raw["label"]), protocol=raw["protocol"], values={t: float(v) for t, v in values.items()},
-        citation=str(source["citation"]), short=str(source["short"]), table=str(source["table"]), method=str(raw.get("method", "")),
-        arch=str(raw.get("arch", "")), width=float(raw.get("width", 1.0)), note=str(raw.get("note", "")),
+        label=str(raw["label"]),
+        protocol=raw["protocol"],
+        values={t: float(v) for t, v in values.items()},
+        citation=str(source["citation"]),
+        short=str(source["short"]),
+        table=str(source["table"]),
+        method=str(raw.get("method", "")),
+        arch=str(raw.get("arch", "")),
+        width=float(raw.get("width", 1.0)),
+        note=str(raw.get("note", "")),
         file=path.name,
     )

@@ -59,8 +59,12 @@ def render_rich(board: Board, tasks: list[str] | None = None, totals: bool = Tru
     tasks = list(board.tasks) if tasks is None else tasks
     from rich.markup import escape
 
-    table = Table(title=escape(f"clrbench leaderboard: {board.protocol}"), caption="\n".join(board.notes) if caption else None,
-                  caption_justify="left", header_style="bold")
+    table = Table(
+        title=escape(f"clrbench leaderboard: {board.protocol}"),
+        caption="\n".join(board.notes) if caption else None,
+        caption_justify="left",
+        header_style="bold",
+    )
     # Numbers never wrap; long model labels fold instead. Non-top-1 metrics are marked under
     # the task name.
     table.add_column("model", overflow="fold", min_width=14, max_width=label_width)

@@ -97,8 +97,16 @@ def _table(board: Board, tasks: list[str], labels: dict[str, str], totals: bool,
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=None if title is None else escape(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
-                  collapse_padding=True, header_style="bold", title_justify="left")
+    table = Table(
+        title=None if title is None else escape(title),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+        header_style="bold",
+        title_justify="left",
+    )
     table.add_column("model", no_wrap=True)
     metric = {c.task: c.metric for c in board.columns}
     for t in tasks:
@@ -115,7 +123,9 @@ def _table(board: Board, tasks: list[str], labels: dict[str, str], totals: bool,
         style = "dim italic" if row.kind == "published" else ("bold cyan" if row.label == board.baseline else "")
         cells = [Text(labels[row.label], style=style), *(_cell(row.cells[t], stacked) for t in tasks)]
         if totals:
-            cells.append(Text("-" if row.mean is None else f"{row.mean:.1f}", style="bold green" if row.best_mean else ""))
+            cells.append(
+                Text("-" if row.mean is None else f"{row.mean:.1f}", style="bold green" if row.best_mean else "")
+            )
             cells.append(Text("-" if row.mean_rank is None else f"{row.mean_rank:.2f}",
                               style="bold green" if row.best_rank else ""))
         table.add_row(*cells, style="dim" if row.kind == "published" else None)
@@ -166,5 +176,9 @@ def board_blocks(board: Board, width: int) -> list[RenderableType]:
         lines.append("columns: " + "; ".join(parts) + ".")
     if legend:
         lines.append("rows: " + "; ".join(legend) + ".")
-    lines += [f"{labels.get(r.label, r.label)} is also: {', '.join(r.aliases)} (same weights)." for r in board.rows if r.aliases]
+    lines += [
+        f"{labels.get(r.label, r.label)} is also: {', '.join(r.aliases)} (same weights)."
+        for r in board.rows
+        if r.aliases
+    ]
     return [*tables, Text("\n".join(lines), style="dim")]

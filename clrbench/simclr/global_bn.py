@@ -227,7 +227,8 @@ def convert_global_bn(model: _M) -> _M:
 
     Call it before wrapping in DDP, which records the modules it wraps. Building the optimizer
     before or after does not matter: the new modules keep the very same Parameter and buffer
-    objects, so keys, values, ``requires_grad`` and optimizer references are unchanged. ``weight=None`` or ``bias=None`` stay None. In one
+    objects, so keys, values, ``requires_grad`` and optimizer references are unchanged.
+    ``weight=None`` or ``bias=None`` stay None. In one
     process GlobalBatchNorm runs the native kernel, so converting is always safe.
 
     Returns:

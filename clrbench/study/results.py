@@ -96,7 +96,9 @@ def _fold(members: list[tuple[StudyJob, Any]]) -> Outcome:
     per_task = {j.task: (r.value if r is not None and r.status == "ok" else None) for j, r in members}
     status = _status([r.status if r is not None else "missing" for r in recs])
     error = next((r.error for r in recs if r is not None and r.error), None)
-    pretrain: dict[str, Any] = next((r.tags.get("pretrain", {}) for r in recs if r is not None and r.status == "ok"), {})
+    pretrain: dict[str, Any] = next(
+        (r.tags.get("pretrain", {}) for r in recs if r is not None and r.status == "ok"), {}
+    )
     if status != "ok":
         return Outcome(trial, layer, status, None, per_task, error, pretrain)
     score, se = _mean_stderr(recs)
@@ -135,7 +137,9 @@ def augment_table(outcomes: list[Outcome], ops: list[str]) -> Table:
     rows = []
     for a, row in zip(ops, augment_matrix(outcomes, ops), strict=True):
         vals = [o.score for o in row if o is not None and o.score is not None]
-        mean = Cell(f"{statistics.fmean(vals):.1f}", statistics.fmean(vals), "ok") if vals else Cell("-", None, "missing")
+        mean = (
+            Cell(f"{statistics.fmean(vals):.1f}", statistics.fmean(vals), "ok") if vals else Cell("-", None, "missing")
+        )
         rows.append((Cell(a), *(score_cell(o) for o in row), mean))
     return Table("augment: probe accuracy (%), 1st op (rows) then 2nd op (columns), one branch only",
                  ("1st \\ 2nd", *ops, "mean"), tuple(rows),

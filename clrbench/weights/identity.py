@@ -138,7 +138,9 @@ def read_aliases(results_dir: Path | str) -> dict[str, list[str]]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): [str(a) for a in v] for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
+    return (
+        {str(k): [str(a) for a in v] for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
+    )
 
 
 def add_alias(results_dir: Path | str, checkpoint_id: str, alias: str) -> None:

@@ -211,7 +211,9 @@ def test_choice_comes_from_val_only(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_trial_jobs_persist_and_the_final_job_reuses_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     final = _job(tmp_path)
     trials = plan_trials([final])
-    assert [[t.lr_index, t.wd_index] for t in trials] == [[0, 0], [1, 0]] and all(isinstance(t, TrialJob) for t in trials)
+    assert [[t.lr_index, t.wd_index] for t in trials] == [[0, 0], [1, 0]] and all(
+        isinstance(t, TrialJob) for t in trials
+    )
     result = run_job(trials[1])
     assert isinstance(result, grid_mod.TrialResult) and result.status == "ok" and 0 <= result.value <= 100
     saved = write_result(tmp_path / "results", result)
@@ -219,7 +221,9 @@ def test_trial_jobs_persist_and_the_final_job_reuses_them(tmp_path: Path, monkey
     assert [[t.lr_index, t.wd_index] for t in plan_trials([final])] == [[0, 0]]  # only the missing one
     trained: list[float] = []
     real = ft.train_trial
-    monkeypatch.setattr(ft, "train_trial", lambda enc, im, spec, *a, **k: (trained.append(spec.lr), real(enc, im, spec, *a, **k))[1])
+    monkeypatch.setattr(
+        ft, "train_trial", lambda enc, im, spec, *a, **k: (trained.append(spec.lr), real(enc, im, spec, *a, **k))[1]
+    )
     rec = run_job(final)
     assert trained == [0.01, rec.hparams["lr"]]  # trial (1, 0) was not retrained; then the final retrain
     assert rec.val_curve[1]["val"] == result.value and rec.split_sizes["test"] == len(rec.predictions["y"])
@@ -273,6 +277,20 @@ def test_cli_eval_records_a_finetune_protocol(tmp_path: Path) -> None:
     assert set(recs) == {"ft-tiny", "finetune-short"} and all(r.status == "ok" for r in recs.values())
     short = recs["finetune-short"]
     assert len(short.val_curve) == 4 and short.hparams["steps"] == 120 and len(short.predictions["pred"]) == 539
-    again = CliRunner().invoke(app, ["eval", "--checkpoint", RANDOM, "--tasks", "digits", "--protocol", "finetune-short",
-                                     "--results", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")])
+    again = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            RANDOM,
+            "--tasks",
+            "digits",
+            "--protocol",
+            "finetune-short",
+            "--results",
+            str(tmp_path / "res"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert again.exit_code == 0 and "already recorded" in again.output

@@ -149,7 +149,10 @@ def test_published_rows_join_only_their_protocol_and_tasks() -> None:
     assert ft["Random init R50-4x (Chen et al. 2020, Table 8)"].cells["cifar10"].value == 96.0
     quick = lb.build_board([rec("a", "digits", 80.0)], refs, "linear")
     assert [r.label for r in quick.rows] == ["a"]  # the offline quick suite has no published rows
-    assert lb.build_board([rec("a", "cifar10", 80.0, protocol="finetune-short")], refs, "finetune-short").rows[-1].label == "a"
+    assert (
+        lb.build_board([rec("a", "cifar10", 80.0, protocol="finetune-short")], refs, "finetune-short").rows[-1].label
+        == "a"
+    )
 
 
 def test_shipped_reference_files() -> None:

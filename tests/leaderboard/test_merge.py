@@ -10,8 +10,27 @@ CK = {"sha256": "cd" * 32, "arch": "resnet18", "width": 0.25, "stem": "cifar"}
 
 
 def _r(cid: str, task: str, value: float | None, status: str = "ok", ck: dict | None = None) -> Record:
-    return Record(cid, task, "linear", "top1", status, value, 0.5 if value else None, 1, 1, ck if ck is not None else dict(CK),
-                  {}, [], {}, {}, {}, "s", {}, {}, error=None if status == "ok" else "x")
+    return Record(
+        cid,
+        task,
+        "linear",
+        "top1",
+        status,
+        value,
+        0.5 if value else None,
+        1,
+        1,
+        ck if ck is not None else dict(CK),
+        {},
+        [],
+        {},
+        {},
+        {},
+        "s",
+        {},
+        {},
+        error=None if status == "ok" else "x",
+    )
 
 
 def test_three_names_of_one_encoder_are_one_row_with_aliases() -> None:

@@ -27,8 +27,11 @@ def _rec(cid: str, task: str, value: float, n: int = 100) -> Record:
 
 def _board(baseline: str | None = None) -> lb.Board:
     rng = random.Random(0)
-    recs = [_rec(cid, t, round(base + 30 * rng.random(), 1)) for cid, base in ((LONG, 30), ("random-resnet18-w0.25-cifar-s0", 20))
-            for t in TRANSFER_TASKS]
+    recs = [
+        _rec(cid, t, round(base + 30 * rng.random(), 1))
+        for cid, base in ((LONG, 30), ("random-resnet18-w0.25-cifar-s0", 20))
+        for t in TRANSFER_TASKS
+    ]
     return lb.build_board(recs, load_references(), "linear", baseline)
 
 

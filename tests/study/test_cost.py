@@ -26,7 +26,9 @@ def test_min_time_ignores_passes_slowed_by_other_load() -> None:
 def test_seconds_per_image_with_an_artificially_slowed_probe() -> None:
     """Every other timed pass is made 10 s slower (as a busy machine would); the estimate does
     not move: it is the unslowed passes' speed."""
-    cfg = load_pretrain_config("quickstart", [*parse_budget("smoke", "temperature").overrides, "run.device=cpu", "run.precision=fp32"])
+    cfg = load_pretrain_config(
+        "quickstart", [*parse_budget("smoke", "temperature").overrides, "run.device=cpu", "run.precision=fp32"]
+    )
     calls = itertools.count()
     extra = [0.0]
 

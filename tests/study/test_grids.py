@@ -36,7 +36,10 @@ def test_augment_trials_crop_first_then_targeted_ops_on_one_branch() -> None:
     assert cfg.augment.ops[2].params == {"strength": 0.5}  # the recipe's colour strength
     single = load_pretrain_config("quickstart", list(by["sobel"].overrides))
     assert [o.name for o in single.augment.ops] == ["crop", "sobel"]
-    assert [o.name for o in load_pretrain_config("quickstart", list(by["crop"].overrides)).augment.ops] == ["crop", "crop"]
+    assert [o.name for o in load_pretrain_config("quickstart", list(by["crop"].overrides)).augment.ops] == [
+        "crop",
+        "crop",
+    ]
 
 
 def test_paper_grid_has_49_trials() -> None:

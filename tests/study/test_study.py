@@ -147,7 +147,9 @@ def test_cli_runs_a_tiny_temperature_study(tmp_path: Path) -> None:
     assert rerun.exit_code == 0 and "1 done, 0 to run" in rerun.output
 
 
-def test_cli_bad_input_and_costly_studies_stop_with_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_bad_input_and_costly_studies_stop_with_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from clrbench.cli import app
 
     base = ["--budget", "smoke", "--tasks", "digits", "--out", str(tmp_path)]

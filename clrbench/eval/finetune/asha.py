@@ -237,7 +237,9 @@ def rung_table(search: Search, errored: set[Point] | frozenset[Point] = frozense
         rows = read_rows(search.folder, point)
         for n, r in enumerate(rows):
             last = n == len(rows) - 1
-            status = "failed" if last and point in errored and r["status"] == "ok" and r["steps"] < full else r["status"]
+            status = (
+                "failed" if last and point in errored and r["status"] == "ok" and r["steps"] < full else r["status"]
+            )
             table.append({"trial": f"lr{point[0]}-wd{point[1]}", "point": list(point), "launch": k,
                           "steps": int(r["steps"]), "val": r.get("val"), "status": status,
                           "seconds": r.get("seconds"), "stopped": bool(last and status == "ok" and r["steps"] < full)})
@@ -338,7 +340,9 @@ def run_asha(job: EvalJob, *, address: str | None = None) -> Record:
     full = search.rungs[-1]
     best = grid_mod.select([t for t in trials if t.steps == full])
     if best is None:
-        rec = grid_mod.grid_record(ctx, trials, None, None, t0, "no (lr, wd) trial reached the last rung without diverging")
+        rec = grid_mod.grid_record(
+            ctx, trials, None, None, t0, "no (lr, wd) trial reached the last rung without diverging"
+        )
     else:
         rec = grid_mod.retrain_final(ctx, trials, best, t0)
     for p in ctx.folder.glob("trial-lr*-wd*.pt"):  # the search is over: its weights are not needed

@@ -88,7 +88,9 @@ def load_model(path: str | Path) -> StoredModel:
     try:
         net.load_state_dict(blob["model"], strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{p}: the stored weights do not fit their metadata ({str(e).splitlines()[0]}).") from None
+        raise CheckpointError(
+            f"{p}: the stored weights do not fit their metadata ({str(e).splitlines()[0]})."
+        ) from None
     info = {k: v for k, v in blob.items() if k not in ("model", "encoder")}
     return StoredModel(net.eval(), dict(blob["encoder"]), info, sha256_state(blob["model"]), p)
 
