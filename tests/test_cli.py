@@ -21,6 +21,20 @@ def test_help_does_not_import_torch() -> None:
     assert res.exit_code == 0 and "pretrain" in res.output and "eval" in res.output
 
 
+@pytest.mark.slow
+def test_an_eval_with_nothing_to_do_does_not_import_torch(tmp_path: Path) -> None:
+    """A rerun of a finished eval reads records and the identity memo only (issue 12: no-op < 2 s)."""
+    args = ["eval", "-c", "random:resnet18,width=0.125,stem=cifar", "--tasks", "digits",
+            "--results", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")]
+    assert runner.invoke(app, args).exit_code == 0
+    code = ("import sys; from typer.testing import CliRunner; from clrbench.cli import app; "
+            f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(r.output)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "digits" in out.stdout  # the board is still printed
+
+
 def test_dry_run_prints_derived_values() -> None:
     res = runner.invoke(app, ["pretrain", "--dry-run", "--batch-size", "512", "--set", "optim.epochs=2"])
     assert res.exit_code == 0, res.output

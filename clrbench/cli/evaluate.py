@@ -127,9 +127,10 @@ def eval_(
 
 def _check_inputs(device: str, protocol: str, tasks_dir: Path | None) -> None:
     """Flags checked where they are parsed: one sentence each, before any work."""
-    from clrbench.device import pick_device
+    if device not in ("cpu", "auto"):  # those always resolve; checking others imports torch (~2 s)
+        from clrbench.device import pick_device
 
-    pick_device(device)
+        pick_device(device)
     if not [p for p in protocol.split(",") if p.strip()]:
         fail("--protocol is empty; name one or more of linear, knn, fewshot, finetune, finetune-asha, semi-10pct.")
     if tasks_dir is not None and not tasks_dir.is_dir():

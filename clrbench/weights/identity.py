@@ -72,8 +72,6 @@ def encoder_info(spec: str, cache_dir: str | Path | None = None) -> EncoderInfo:
     Raises:
         CheckpointError: (when built) the spec names no loadable encoder.
     """
-    from clrbench.weights.adapters import load_encoder
-
     key = _memo_key(spec)
     path = None
     if key is not None and cache_dir is not None:
@@ -82,6 +80,8 @@ def encoder_info(spec: str, cache_dir: str | Path | None = None) -> EncoderInfo:
             return EncoderInfo(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):
             pass  # not seen yet, or unreadable: build it
+    from clrbench.weights.adapters import load_encoder  # imports torch (~2 s): only on a miss
+
     info = info_of(load_encoder(spec))
     if path is not None:
         with contextlib.suppress(OSError):  # a read-only cache only costs speed
