@@ -132,7 +132,11 @@ def cards_dir() -> Path:
 def load_card(path: str | Path) -> TaskCard:
     """Load and validate one card; errors name the file and the key."""
     p = Path(path)
-    data = read_yaml(p)
+    return card_from_data(read_yaml(p), p)
+
+
+def card_from_data(data: dict[str, Any], p: Path) -> TaskCard:
+    """Validate the parsed card file ``p``; errors name the file and the key."""
     try:
         card: TaskCard = from_dict(TaskCard, data)
     except ConfigError as e:

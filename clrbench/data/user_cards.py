@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clrbench.config import ConfigError, from_dict, read_yaml
-from clrbench.data.cards import TaskCard, load_cards, select_tasks
+from clrbench.config import ConfigError, read_yaml
+from clrbench.data.cards import TaskCard, card_from_data, load_cards, select_tasks
 
 
 def is_path(part: str) -> bool:
@@ -44,12 +44,7 @@ def load_user_card(path: str | Path) -> TaskCard:
             src["args"] = {**args, **{k: _absolute(args[k], folder) for k in ("path", "id") if k in args}}
         if isinstance(src.get("hub"), dict) and "id" in src["hub"]:
             src["hub"] = {**src["hub"], "id": _absolute(src["hub"]["id"], folder)}
-    try:
-        card: TaskCard = from_dict(TaskCard, data)
-    except ConfigError as e:
-        raise ConfigError(f"{p.name}: {e}") from None
-    if card.name != p.stem:
-        raise ConfigError(f"{p.name}: name {card.name!r} differs from the file name.")
+    card = card_from_data(data, p)
     import clrbench.data.generic
     import clrbench.data.hub
     import clrbench.data.sources  # noqa: F401

@@ -30,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from clrbench.data.images import LabeledImages
 from clrbench.device import autocast_for
-from clrbench.eval.finetune.images import StepBatches, TrainStream, crop_box
+from clrbench.eval.finetune.images import StepBatches, TrainStream
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -66,29 +65,16 @@ class DistillSpec:
     seed: int
 
 
-class UnlabelledStream(torch.utils.data.Dataset):
-    """Augmented training images addressed by (step, slot, index); items are (x (3, S, S) uint8,
-    the image index). Only ``load_image`` is called on the images: no label is ever read."""
+class UnlabelledStream(TrainStream):
+    """The fine-tune's augmented training images (same crops, same flips), addressed by
+    (step, slot, index); items are (x (3, S, S) uint8, the image index). Only ``load_image`` is
+    called on the images: no label is ever read."""
 
     def __init__(self, images: LabeledImages, size: int, scale: tuple[float, float], seed: int) -> None:
         self.images, self.size, self.scale, self.seed = images, size, scale, seed
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:
-        step, slot, i = key
-        rng = np.random.default_rng([self.seed, step, slot])
-        try:
-            image = self.images.load_image(i)
-            top, left, h, w = crop_box(rng, image.height, image.width, self.scale)
-            image = image.resize((self.size, self.size), Image.Resampling.BICUBIC, box=(left, top, left + w, top + h))
-            if rng.random() < 0.5:
-                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-        except (OSError, ValueError, SyntaxError):
-            x = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
-        return x, i
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:  # type: ignore[override]
+        return self.view(key), key[2]
 
 
 class Student(nn.Module):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from clrbench.eval.jobs import EvalJob, job_card, load_job_task, split_dir
+from clrbench.eval.jobs import EvalJob, job_card, load_job_task, make_record, split_dir
 from clrbench.eval.variants import scaled_preprocessing
 
 SPLITS = ("train", "val", "test")
@@ -65,6 +65,18 @@ class FeatureSplits:
         pre = self.preprocessing
         return {"px": pre.crop, "resize": pre.resize, "crop": pre.crop,
                 "rule": "card" if resolution is None else "scaled to the protocol's resolution"}
+
+    def record(self, job: EvalJob, proto: Any, *, tags: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """The ok Record of a frozen-feature protocol on these splits: the fields every such
+        protocol shares (encoder, task data, split sizes and hash, resolution and skipped-image
+        tags) plus ``fields`` (value, stderr, hparams, ...; ``split_sizes`` may be overridden)."""
+        all_tags = {"resolution": self.resolution_tag(proto.resolution), **(tags or {})}
+        if self.skipped:
+            all_tags["skipped_images"] = self.skipped
+        fields.setdefault("split_sizes", self.sizes)
+        return make_record(job.checkpoint_id, self.card.name, proto.name, card=self.card, proto=proto,
+                           checkpoint=self.described, data_tags=self.data_tags, split_hash=self.split_hash,
+                           tags=all_tags, **fields)
 
 
 def feature_splits(job: EvalJob, proto: Any) -> FeatureSplits:

@@ -114,7 +114,6 @@ def one_draw(x: dict[str, np.ndarray], y: dict[str, np.ndarray], test_ignore: np
 def run_fewshot(job: Any) -> Any:
     """One few-shot record: ``draws`` k-shot probes, the mean and spread of their test scores."""
     from clrbench.eval.feature_sets import feature_splits
-    from clrbench.eval.jobs import make_record
     from clrbench.eval.protocols import FewshotProtocol, load_protocol
 
     t0 = time.time()
@@ -131,19 +130,11 @@ def run_fewshot(job: Any) -> Any:
     mean_curve = ([[lam, float(np.mean([c[i][1] for c in curves]))] for i, (lam, _) in enumerate(curves[0])]
                   if curves else [])
     tags: dict[str, Any] = {"draw_scores": [round(float(t), 4) for t in tests], "std": std,
-                            "resolution": fs.resolution_tag(proto.resolution),
                             "lambda_rule": proto.lambda_rule if curves else "fixed"}
-    if fs.skipped:
-        tags["skipped_images"] = fs.skipped
     n_test = len(fs.y["test"])
-    return make_record(
-        job.checkpoint_id,
-        card.name,
-        proto.name,
-        card=card,
-        proto=proto,
-        checkpoint=fs.described,
-        data_tags=fs.data_tags,
+    return fs.record(
+        job,
+        proto,
         value=float(tests.mean()),
         stderr=std / np.sqrt(len(tests)),
         hparams={"k": proto.k, "draws": proto.draws, "lambda": [float(d["lambda"]) for d in draws], "std": std},
@@ -158,7 +149,6 @@ def run_fewshot(job: Any) -> Any:
             "train": int(draws[0]["n_train"]) if card.multilabel else proto.k * card.num_classes,
             "test": int(card.expected_sizes["test"]),
         },
-        split_hash=fs.split_hash,
         timings={
             "features_s": round(t1 - t0, 3),
             "probe_s": round(time.time() - t1, 3),

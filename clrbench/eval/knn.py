@@ -87,7 +87,7 @@ def choose_k(curve: list[tuple[int, float]]) -> int:
 def run_knn(job: Any) -> Any:
     """One kNN record: k on val (when the protocol has a grid), bank = train + val, scored on test."""
     from clrbench.eval.feature_sets import feature_splits
-    from clrbench.eval.jobs import make_record, test_stderr
+    from clrbench.eval.jobs import test_stderr
     from clrbench.eval.protocols import KnnProtocol, load_protocol
 
     t0 = time.time()
@@ -107,24 +107,14 @@ def run_knn(job: Any) -> Any:
     votes = knn_votes(bank_x, bank_y, fs.x["test"], (k,), **opts)[k]
     value = 100.0 * metrics.score(metric, fs.y["test"], votes, fs.ignore["test"])
     pred = predictions(votes, card.multilabel)
-    tags: dict[str, Any] = {"resolution": fs.resolution_tag(proto.resolution)}
-    if fs.skipped:
-        tags["skipped_images"] = fs.skipped
-    return make_record(
-        job.checkpoint_id,
-        card.name,
-        proto.name,
-        card=card,
-        proto=proto,
-        checkpoint=fs.described,
-        data_tags=fs.data_tags,
+    return fs.record(
+        job,
+        proto,
         value=float(value),
         stderr=test_stderr(fs.y["test"], pred, card.multilabel, value),
         hparams={"k": int(k), "temperature": proto.temperature, "weighting": proto.weighting},
         val_curve=[[int(kk), float(v)] for kk, v in curve],
         predictions={"y": fs.y["test"].tolist(), "pred": pred.tolist()},
-        split_sizes=fs.sizes,
-        split_hash=fs.split_hash,
         timings={
             "features_s": round(t1 - t0, 3),
             "knn_s": round(time.time() - t1, 3),
@@ -132,5 +122,4 @@ def run_knn(job: Any) -> Any:
             "features_cached": fs.cached,
             "n_test": len(fs.y["test"]),
         },
-        tags=tags,
     )

@@ -8,9 +8,8 @@ nor the encoder's weights.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from clrbench.eval.jobs import EvalError, EvalJob, make_record, test_stderr
+from clrbench.eval.jobs import EvalError, EvalJob, test_stderr
 from clrbench.records import Record
 
 
@@ -33,24 +32,14 @@ def run_linear(job: EvalJob) -> Record:
         lambdas=lambda_grid(proto.lambda_min_exp, proto.lambda_step_exp, proto.lambda_num), device=job.device,
         tol=proto.tol, max_iter=proto.max_iter, stopping=proto.stopping, condition_max=proto.condition_max))
     pred = (res.test_scores > 0).astype(int) if card.multilabel else res.test_scores.argmax(1)
-    tags: dict[str, Any] = {"resolution": fs.resolution_tag(proto.resolution)}
-    if fs.skipped:
-        tags["skipped_images"] = fs.skipped
-    return make_record(
-        job.checkpoint_id,
-        card.name,
-        proto.name,
-        card=card,
-        proto=proto,
-        checkpoint=fs.described,
-        data_tags=fs.data_tags,
+    return fs.record(
+        job,
+        proto,
         value=float(res.test),
         stderr=test_stderr(y["test"], pred, card.multilabel, res.test),
         hparams={"lambda": float(res.best_lambda)},
         val_curve=[[float(lam), float(v)] for lam, v in res.val_curve],
         predictions={"y": y["test"].tolist(), "pred": pred.tolist()},
-        split_sizes=fs.sizes,
-        split_hash=fs.split_hash,
         timings={
             "features_s": round(t1 - t0, 3),
             "probe_s": round(res.seconds, 3),
@@ -58,5 +47,4 @@ def run_linear(job: EvalJob) -> Record:
             "features_cached": fs.cached,
             "n_test": len(y["test"]),
         },
-        tags=tags,
     )

@@ -82,6 +82,10 @@ class TrainStream(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.view(key), self._target(key[2])
+
+    def view(self, key: tuple[int, int, int]) -> torch.Tensor:
+        """The (3, S, S) uint8 augmented crop of image ``key[2]``, drawn from (seed, step, slot)."""
         step, slot, i = key
         rng = np.random.default_rng([self.seed, step, slot])
         try:
@@ -95,7 +99,7 @@ class TrainStream(torch.utils.data.Dataset):
             x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
         except _UNREADABLE:  # counted as a black image rather than failing a 20,000-step run
             x = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
-        return x, self._target(i)
+        return x
 
     def _target(self, i: int) -> torch.Tensor:
         y = self.images.targets[i]
