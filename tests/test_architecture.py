@@ -164,3 +164,39 @@ def test_the_checker_sees_a_lazy_cycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
 def test_no_module_over_400_lines(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= 400
+
+
+# House rule: torch.distributed only in dist.py; ray only in the launcher, the executor and
+# Ray Tune's fine-tune search.
+CONFINED = {
+    "torch.distributed": {"clrbench.dist"},
+    "ray": {"clrbench.launch", "clrbench.eval.executor", "clrbench.eval.finetune.asha"},
+}
+
+
+def external_imports(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, at any depth (TYPE_CHECKING included)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def confined_breaches(mods: dict[str, Path]) -> list[str]:
+    out = []
+    for name, path in sorted(mods.items()):
+        for lib, allowed in CONFINED.items():
+            hits = [m for m in external_imports(path) if m == lib or m.startswith(lib + ".")]
+            if hits and name not in allowed:
+                out.append(f"{name} imports {lib}")
+    return out
+
+
+def test_distributed_and_ray_stay_in_their_modules(tmp_path: Path) -> None:
+    assert confined_breaches(modules()) == []
+    src = tmp_path / "m.py"  # the check can fail: a lazy ray import elsewhere is caught
+    src.write_text("def f():\n    from torch import nn\n    import ray.tune\n")
+    assert confined_breaches({"clrbench.data.m": src}) == ["clrbench.data.m imports ray"]
