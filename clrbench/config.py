@@ -106,6 +106,12 @@ class OptimConfig:
             raise ConfigError("optim.epochs must be positive (or set optim.steps).")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"optim.steps must be >= 1, got {self.steps}.")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}.")
+        if self.lr_base <= 0:
+            raise ConfigError(f"optim.lr_base must be positive, got {self.lr_base}.")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}.")
 
 
 @dataclass(frozen=True)

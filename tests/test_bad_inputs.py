@@ -26,6 +26,8 @@ def _run(*args: str) -> tuple[int, str]:
     ("data.num_images=0", "data.num_images"), ("data.num_images=-5", "data.num_images"),
     ("run.checkpoint_every=-5", "run.checkpoint_every"), ("run.log_every=0", "run.log_every"),
     ("run.device=gpu", "run.device"), ("run.name=../x", "run.name"), ("data.num_workers=-1", "data.num_workers"),
+    ("optim.warmup_epochs=-1", "optim.warmup_epochs"), ("optim.lr_base=0", "optim.lr_base"),
+    ("optim.weight_decay=-1e-4", "optim.weight_decay"), ("model.arch=resnet7", "resnet7"),
 ])
 def test_pretrain_values_are_checked_where_parsed(override: str, field: str) -> None:
     code, out = _run("pretrain", "--dry-run", "--set", override)
@@ -45,7 +47,8 @@ def test_eval_flags_are_checked_before_any_work(tmp_path: Path) -> None:
     base = ["eval", "--checkpoint", "random:resnet18", "--results", str(tmp_path)]
     for extra, words in ((["--protocol", ""], "--protocol is empty"),
                          (["--tasks-dir", str(tmp_path / "none")], "not a folder of task cards"),
-                         (["--poll", "0"], "--poll")):
+                         (["--poll", "0"], "--poll"),
+                         (["--limit", "0"], "--limit must be >= 1"), (["--limit", "-3"], "--limit must be >= 1")):
         code, out = _run(*base, *extra)
         assert code == 2 and words in out, out
     try:

@@ -89,7 +89,7 @@ def eval_(
         return print_task_list(tasks_dir, data_root or os.environ.get("CLRBENCH_DATA"))
     if not checkpoint and watch is None:
         fail("name what to evaluate: --checkpoint CKPT (repeatable, globs allowed) or --watch runs/NAME/.")
-    _check_inputs(device, protocol, tasks_dir)
+    _check_inputs(device, protocol, tasks_dir, limit)
     if poll <= 0 or (workers is not None and workers < 1):
         fail("--poll must be > 0 seconds and --workers >= 1.")
     check_writable(results)
@@ -125,8 +125,10 @@ def eval_(
         raise typer.Exit(1)
 
 
-def _check_inputs(device: str, protocol: str, tasks_dir: Path | None) -> None:
+def _check_inputs(device: str, protocol: str, tasks_dir: Path | None, limit: int | None = None) -> None:
     """Flags checked where they are parsed: one sentence each, before any work."""
+    if limit is not None and limit < 1:
+        fail(f"--limit must be >= 1 image per split, got {limit}; leave it out for the whole task.")
     if device not in ("cpu", "auto"):  # those always resolve; checking others imports torch (~2 s)
         from clrbench.device import pick_device
 

@@ -90,7 +90,9 @@ def _print_dry_run(cfg: Any, launcher: str, nproc: int, workers: int) -> None:
 
     from clrbench.config import derive, to_dict
     from clrbench.data.pretrain_size import images_for_dry_run
+    from clrbench.simclr.encoder import ENCODERS
 
+    ENCODERS.get(cfg.model.arch)  # an unknown arch is one sentence here too, not only at training
     world = {"local": 1, "torchrun": nproc, "ray": workers}.get(launcher, 1)
     n_images, note = images_for_dry_run(cfg)
     d = derive(cfg, n_images, world)
