@@ -199,7 +199,7 @@ def _ray(cfg: PretrainConfig, resume: bool, workers: int, gpus_per_worker: float
     )
     try:
         trainer.fit()
-    except Exception as e:
+    except Exception as e:  # Ray wraps the worker's error; one sentence for the user
         raise LaunchError(f"Ray Train failed after its retries: {str(e).splitlines()[-1][:300]}") from None
     return _summary_from_run(run_dir)
 

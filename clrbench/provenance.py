@@ -104,7 +104,7 @@ def _torch_state() -> tuple[int | None, str | None]:
     try:
         threads = int(torch.get_num_threads())
         cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    except Exception:
+    except Exception:  # provenance must never fail a finished job
         return None, None
     return threads, cuda
 

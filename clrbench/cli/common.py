@@ -65,7 +65,7 @@ def _guard(fn: Any) -> Any:
             raise
         except KeyboardInterrupt:
             fail("interrupted; what was saved (checkpoints, records) is kept.", 130)
-        except Exception as e:
+        except Exception as e:  # filtered just below
             if _is_user_error(e):
                 fail(str(e))
             if isinstance(e, OSError) and e.errno is not None:

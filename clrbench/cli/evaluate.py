@@ -38,8 +38,8 @@ def eval_(
     protocol: Annotated[str, typer.Option(help=(
         "Comma list: linear, linear-v2, knn, fewshot-K (e.g. fewshot-5), finetune, finetune-short, finetune-asha (the "
         "fine-tune grid searched by ASHA, about a quarter of the cost), finetune-asha-short, semi-1pct, semi-10pct "
-        "(SimCLRv2 few-label fine-tuning), or a protocol YAML "
-        "path; NAME@native or NAME@32px at another resolution."))] = "linear",
+        "(SimCLRv2 few-label fine-tuning), or a protocol YAML path; NAME@native or NAME@32px at another "
+        "resolution."))] = "linear",
     resolution: Annotated[str | None, typer.Option(help=(
         "native (each encoder's training resolution, from its metadata) or pixels, e.g. 32: every protocol runs as "
         "PROTOCOL@native / PROTOCOL@32px, recorded under that name."))] = None,

@@ -62,7 +62,7 @@ def open_split(ref: str, split: str, config: str | None = None, revision: str | 
     """
     try:
         return _dataset(ref, config, split, revision)
-    except Exception as e:
+    except Exception as e:  # datasets raises many types (hub, fsspec, arrow, ValueError)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise DatasetError(
             f"{where}: cannot load split {split!r} of the hub copy {ref!r} ({type(e).__name__}: {first}); "

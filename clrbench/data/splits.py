@@ -100,7 +100,7 @@ def _ids_hash(images: LabeledImages, indices: np.ndarray) -> str:
 
 def _sources(card: TaskCard, data_root: Path | None, source: str) -> dict[str, LabeledImages]:
     """The source splits the card names, from its files or its hub copy, classes on the card's."""
-    import clrbench.data.generic
+    import clrbench.data.generic  # registers image_folder, csv
     import clrbench.data.sources  # noqa: F401 - registers the twelve transfer loaders
     from clrbench.data.classes import align_to_card
     from clrbench.data.generic import GENERIC_LOADERS

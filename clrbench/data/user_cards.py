@@ -45,7 +45,7 @@ def load_user_card(path: str | Path) -> TaskCard:
         if isinstance(src.get("hub"), dict) and "id" in src["hub"]:
             src["hub"] = {**src["hub"], "id": _absolute(src["hub"]["id"], folder)}
     card = card_from_data(data, p)
-    import clrbench.data.generic
+    import clrbench.data.generic  # registers image_folder, csv, hf
     import clrbench.data.hub
     import clrbench.data.sources  # noqa: F401
     from clrbench.data.images import LOADERS

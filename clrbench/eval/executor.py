@@ -207,7 +207,7 @@ def _run_here(job: Any, run: Callable[[Any], Any], emit: OnEvent) -> tuple[Any, 
     emit({"job": job, "state": "running", "record": None, "error": None})
     try:
         return run(job), None
-    except Exception as e:
+    except Exception as e:  # recorded as failed; the suite goes on
         if not _is_user_error(e):
             traceback.print_exc()
         return None, e
@@ -295,7 +295,7 @@ def _result(ray: Any, ref: Any) -> tuple[Any, BaseException | None]:
     """The job's result, or the error it failed with (its own exception when Ray kept it)."""
     try:
         return ray.get(ref), None
-    except Exception as e:
+    except Exception as e:  # a job that still fails after the retries
         cause = getattr(e, "cause", None)
         err = cause if isinstance(cause, BaseException) else e
         first = (str(e).splitlines() or [type(e).__name__])[0]

@@ -118,7 +118,7 @@ def _safe_card(task: str, tasks_dir: str | None) -> Any:
 
     try:
         return load_cards(tasks_dir).get(task)
-    except Exception:
+    except Exception:  # called while reporting a failure: must not raise again
         return None
 
 
@@ -127,7 +127,7 @@ def _safe_protocol(protocol: str) -> Any:
 
     try:
         return load_protocol(protocol)
-    except Exception:
+    except Exception:  # called while reporting a failure: must not raise again
         return None
 
 

@@ -136,7 +136,7 @@ def _raw_pickle_globals(path: Path) -> list[str] | None:
                     names.append(str(arg).replace(" ", "."))
                 elif op.name in ("REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX", "OBJ") and not names:
                     names.append(op.name)
-    except Exception:
+    except Exception:  # not a parseable pickle: the caller says "corrupt"
         return None
     return names
 

@@ -27,7 +27,7 @@ class _FakeWandb:
         self.logged: list[dict[str, Any]] = []
         self.finished = False
 
-    def Table(self, columns: list[str], data: list[list[Any]]) -> Any:
+    def Table(self, columns: list[str], data: list[list[Any]]) -> Any:  # wandb's name
         return SimpleNamespace(columns=columns, data=data)
 
     def init(self, **kw: Any) -> Any:

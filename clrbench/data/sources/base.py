@@ -125,7 +125,7 @@ def torchvision_call(key: str, build: Callable[[], T]) -> T:
         return build()
     except DatasetError:
         raise
-    except Exception as e:
+    except Exception as e:  # the constructor only parses files (scipy raises
         # MatReadError, pickle UnpicklingError, ...): any failure is a bad file, said in one line
         raise DatasetError(
             f"{key}: torchvision could not parse the files ({type(e).__name__}: {e}); "

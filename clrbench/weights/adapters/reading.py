@@ -74,7 +74,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     with torch.serialization.safe_globals([_stand_in(n) for n in names]):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
+        except Exception as e:  # any failure here is one sentence for the user
             raise CheckpointError(f"{path} could not be read even with its configuration objects "
                                   f"set aside ({str(e).splitlines()[0]}).") from None
     if not isinstance(obj, dict):
@@ -89,5 +89,5 @@ def _pickled_globals(path: Path) -> list[str]:
         return []
     try:
         return sorted(lister(str(path)))
-    except Exception:
+    except Exception:  # legacy (non-zip) format: cannot list safely, so refuse
         return []
