@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -106,12 +107,8 @@ class OptimConfig:
             raise ConfigError("optim.epochs must be positive (or set optim.steps).")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"optim.steps must be >= 1, got {self.steps}.")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}.")
         if self.lr_base <= 0:
             raise ConfigError(f"optim.lr_base must be positive, got {self.lr_base}.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}.")
 
 
 @dataclass(frozen=True)
@@ -256,6 +253,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}.")
         return value
     if tp is float:
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; users write it so
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}.")
         return float(value)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-#: Integer fields and their smallest allowed value (None, where allowed, means "default").
+#: Numeric fields and their smallest allowed value (None, where allowed, means "default").
 MINIMA = {"data.num_images": 1, "data.num_workers": 0, "run.checkpoint_every": 0, "run.keep_every": 0,
-          "run.log_every": 1, "model.head_dim": 1}
+          "run.log_every": 1, "model.head_dim": 1, "optim.warmup_epochs": 0, "optim.weight_decay": 0}
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 

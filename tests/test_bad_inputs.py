@@ -27,7 +27,7 @@ def _run(*args: str) -> tuple[int, str]:
     ("run.checkpoint_every=-5", "run.checkpoint_every"), ("run.log_every=0", "run.log_every"),
     ("run.device=gpu", "run.device"), ("run.name=../x", "run.name"), ("data.num_workers=-1", "data.num_workers"),
     ("optim.warmup_epochs=-1", "optim.warmup_epochs"), ("optim.lr_base=0", "optim.lr_base"),
-    ("optim.weight_decay=-1e-4", "optim.weight_decay"), ("model.arch=resnet7", "resnet7"),
+    ("optim.weight_decay=-0.0001", "optim.weight_decay"), ("model.arch=resnet7", "resnet7"),
 ])
 def test_pretrain_values_are_checked_where_parsed(override: str, field: str) -> None:
     code, out = _run("pretrain", "--dry-run", "--set", override)

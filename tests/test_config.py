@@ -56,6 +56,15 @@ def test_overrides_are_typed_and_checked() -> None:
         load_pretrain_config("quickstart", ["loss.temperature"])
 
 
+def test_exponent_floats_as_users_write_them() -> None:
+    """YAML 1.1 reads 1e-4 (no dot) as a string; a float field takes it as the number."""
+    cfg = load_pretrain_config("quickstart", ["optim.weight_decay=1e-4", "optim.lr_base=3E-1"])
+    assert cfg.optim.weight_decay == 1e-4 and cfg.optim.lr_base == 0.3
+    for bad in ("optim.weight_decay=nan", "optim.weight_decay=1e-", "optim.lr_base=e5"):
+        with pytest.raises(ConfigError, match=r"expected a number"):
+            load_pretrain_config("quickstart", [bad])
+
+
 def test_augment_ops_from_yaml() -> None:
     cfg = from_dict(PretrainConfig, {"augment": {"ops": ["crop", {"name": "color", "params": {"strength": 0.5}}]}})
     assert [o.name for o in cfg.augment.ops] == ["crop", "color"]
