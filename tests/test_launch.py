@@ -46,24 +46,9 @@ def test_torchrun_two_processes_a_few_steps(tmp_path: Path) -> None:
 
 @pytest.mark.dist
 def test_batch_not_divisible_by_world_size(tmp_path: Path) -> None:
-    res = subprocess.run(
-        _cmd(
-            tmp_path,
-            "bad",
-            "--steps",
-            "1",
-            "--set",
-            "optim.batch_size_global=33",
-            "--launcher",
-            "torchrun",
-            "--nproc",
-            "2",
-        ),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
+    res = subprocess.run(_cmd(tmp_path, "bad", "--steps", "1", "--set", "optim.batch_size_global=33",
+                              "--launcher", "torchrun", "--nproc", "2"),
+                         capture_output=True, text=True, env=_env(), timeout=300)
     assert res.returncode != 0
     assert "not divisible by the world size 2" in res.stderr
 

@@ -133,8 +133,7 @@ def run_fewshot(job: Any) -> Any:
                             "lambda_rule": proto.lambda_rule if curves else "fixed"}
     n_test = len(fs.y["test"])
     return fs.record(
-        job,
-        proto,
+        job, proto,
         value=float(tests.mean()),
         stderr=std / np.sqrt(len(tests)),
         hparams={"k": proto.k, "draws": proto.draws, "lambda": [float(d["lambda"]) for d in draws], "std": std},
@@ -149,12 +148,7 @@ def run_fewshot(job: Any) -> Any:
             "train": int(draws[0]["n_train"]) if card.multilabel else proto.k * card.num_classes,
             "test": int(card.expected_sizes["test"]),
         },
-        timings={
-            "features_s": round(t1 - t0, 3),
-            "probe_s": round(time.time() - t1, 3),
-            "total_s": round(time.time() - t0, 3),
-            "features_cached": fs.cached,
-            "n_test": n_test,
-        },
+        timings={"features_s": round(t1 - t0, 3), "probe_s": round(time.time() - t1, 3),
+                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": n_test},
         tags=tags,
     )

@@ -108,18 +108,12 @@ def run_knn(job: Any) -> Any:
     value = 100.0 * metrics.score(metric, fs.y["test"], votes, fs.ignore["test"])
     pred = predictions(votes, card.multilabel)
     return fs.record(
-        job,
-        proto,
+        job, proto,
         value=float(value),
         stderr=test_stderr(fs.y["test"], pred, card.multilabel, value),
         hparams={"k": int(k), "temperature": proto.temperature, "weighting": proto.weighting},
         val_curve=[[int(kk), float(v)] for kk, v in curve],
         predictions={"y": fs.y["test"].tolist(), "pred": pred.tolist()},
-        timings={
-            "features_s": round(t1 - t0, 3),
-            "knn_s": round(time.time() - t1, 3),
-            "total_s": round(time.time() - t0, 3),
-            "features_cached": fs.cached,
-            "n_test": len(fs.y["test"]),
-        },
+        timings={"features_s": round(t1 - t0, 3), "knn_s": round(time.time() - t1, 3),
+                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": len(fs.y["test"])},
     )

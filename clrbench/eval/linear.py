@@ -33,18 +33,12 @@ def run_linear(job: EvalJob) -> Record:
         tol=proto.tol, max_iter=proto.max_iter, stopping=proto.stopping, condition_max=proto.condition_max))
     pred = (res.test_scores > 0).astype(int) if card.multilabel else res.test_scores.argmax(1)
     return fs.record(
-        job,
-        proto,
+        job, proto,
         value=float(res.test),
         stderr=test_stderr(y["test"], pred, card.multilabel, res.test),
         hparams={"lambda": float(res.best_lambda)},
         val_curve=[[float(lam), float(v)] for lam, v in res.val_curve],
         predictions={"y": y["test"].tolist(), "pred": pred.tolist()},
-        timings={
-            "features_s": round(t1 - t0, 3),
-            "probe_s": round(res.seconds, 3),
-            "total_s": round(time.time() - t0, 3),
-            "features_cached": fs.cached,
-            "n_test": len(y["test"]),
-        },
+        timings={"features_s": round(t1 - t0, 3), "probe_s": round(res.seconds, 3),
+                 "total_s": round(time.time() - t0, 3), "features_cached": fs.cached, "n_test": len(y["test"])},
     )

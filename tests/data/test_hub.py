@@ -98,22 +98,10 @@ def test_eval_source_hf_and_loader_hf_end_to_end(both: Path, tmp_path: Path) -> 
                 {"train": 9, "val": 3, "test": 6})
     write_card(tmp_path / "cards", data)
     runner = CliRunner()
-    res = runner.invoke(
-        app,
-        [
-            "eval",
-            "-c",
-            "random:resnet18,width=0.125,stem=cifar",
-            "--tasks",
-            str(tmp_path / "cards"),
-            "--source",
-            "hf",
-            "--results",
-            str(tmp_path / "res"),
-            "--cache-dir",
-            str(tmp_path / "c"),
-        ],
-    )
+    res = runner.invoke(app, ["eval", "-c", "random:resnet18,width=0.125,stem=cifar",
+                              "--tasks", str(tmp_path / "cards"),
+                              "--source", "hf", "--results", str(tmp_path / "res"),
+                              "--cache-dir", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     from clrbench.records import read_records
 

@@ -277,20 +277,7 @@ def test_cli_eval_records_a_finetune_protocol(tmp_path: Path) -> None:
     assert set(recs) == {"ft-tiny", "finetune-short"} and all(r.status == "ok" for r in recs.values())
     short = recs["finetune-short"]
     assert len(short.val_curve) == 4 and short.hparams["steps"] == 120 and len(short.predictions["pred"]) == 539
-    again = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "--checkpoint",
-            RANDOM,
-            "--tasks",
-            "digits",
-            "--protocol",
-            "finetune-short",
-            "--results",
-            str(tmp_path / "res"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-    )
+    again = CliRunner().invoke(app, ["eval", "--checkpoint", RANDOM, "--tasks", "digits", "--protocol",
+                                     "finetune-short", "--results", str(tmp_path / "res"),
+                                     "--cache-dir", str(tmp_path / "cache")])
     assert again.exit_code == 0 and "already recorded" in again.output
