@@ -114,11 +114,21 @@ def _scores(net: torch.nn.Module, meta: dict[str, Any], images: Any, sizes: Any,
 
 def run_distill(cfg: DistillConfig, results: Path) -> tuple[Record, Path]:
     """Distil the teacher into the student on ``cfg.task``; write the student and its record."""
+    from clrbench.records import write_record
+
+    rec, out = distill_student(cfg)
+    write_record(results, rec)
+    return rec, out
+
+
+def distill_student(cfg: DistillConfig, teacher_test: float | None = None) -> tuple[Record, Path]:
+    """Distil the teacher into the student on ``cfg.task``; write the student, return its record
+    (not written) and the student's path. ``teacher_test`` is the teacher's test metric when the
+    caller holds it instead of a record file (the label-efficiency study)."""
     from clrbench.eval.distill import DistillSpec, train_student
     from clrbench.eval.finetune.images import ImageSizes
     from clrbench.eval.finetune.trainer import steps_per_epoch
     from clrbench.eval.metrics import score
-    from clrbench.records import write_record
     from clrbench.weights.adapters import load_encoder
 
     t0 = time.time()
@@ -148,7 +158,7 @@ def run_distill(cfg: DistillConfig, results: Path) -> tuple[Record, Path]:
                                spec, labelled, cfg.device)
     provenance_tags = {"teacher": teacher_id(teacher), "teacher_model": str(teacher.path),
                        "teacher_checkpoint": info.get("checkpoint_id"), "teacher_protocol": info.get("protocol"),
-                       "teacher_test": teacher_record.value if teacher_record else None,
+                       "teacher_test": teacher_record.value if teacher_record else teacher_test,
                        "student": cfg.student, "alpha": cfg.alpha, "temperature": cfg.temperature,
                        "epochs": cfg.epochs, "steps": steps, "task": card.name}
     out = (
@@ -177,7 +187,6 @@ def run_distill(cfg: DistillConfig, results: Path) -> tuple[Record, Path]:
         timings={"train_s": stats["seconds"], "total_s": round(time.time() - t0, 3), "final_loss": stats["final_loss"]},
         tags={"distill": provenance_tags},
     ), protocol_version=1)
-    write_record(results, rec)
     return rec, out
 
 

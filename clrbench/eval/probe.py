@@ -272,6 +272,9 @@ class ProbeOptions:
     stopping: str = "gradient"  # or "path-free" (version 2, clrbench.eval.probe_path)
     walk: str = "down"  # "up" or "cold": for showing what the answer depends on
     condition_max: float = 1e5  # version 2's floor: h0 * e_max / lambda <= condition_max
+    # False: test is scored by the train fit at the chosen lambda (a label-fraction probe, whose
+    # labelled set would grow by val's images if it refitted on train+val).
+    refit: bool = True
 
 
 def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None) -> ProbeResult:
@@ -298,6 +301,7 @@ def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None)
             eps of probe_path.relative_rule, and lambdas below probe_path.floor are skipped).
         options.walk: "down" (the protocol's), "up" or "cold"; for showing path (in)dependence.
         options.condition_max: version 2's floor, h0 * e_max / lambda <= condition_max.
+        options.refit: False scores test with the train fit at the chosen lambda (label fractions).
 
     Returns:
         The ProbeResult; scores are logits, val and test in percent.
@@ -322,7 +326,7 @@ def fit_probe(data: ProbeData, metric: str, options: ProbeOptions | None = None)
         curve, best_lambda, theta, lam_floor = _sweep(solver, grid, metric, seen["val_y"], data.val_ignore,
                                                       o.callback, o.walk, o.condition_max)
         test_x, test_scores, test = _refit_and_test(solver, theta, best_lambda, data.test_x, data.test_y, metric,
-                                                    data.test_ignore)
+                                                    data.test_ignore, o.refit)
     return ProbeResult(metric=metric, test=test, best_lambda=float(best_lambda),
                        val_curve=[(float(lam), curve[float(lam)]) for lam in grid], test_scores=test_scores,
                        seconds=time.perf_counter() - t_start, n_train=len(seen["train_x"]), n_val=len(seen["val_x"]),
@@ -357,17 +361,19 @@ def fit_fixed(x: np.ndarray, y: np.ndarray, lam: float, test_x: np.ndarray, *, t
 
 
 def _refit_and_test(solver: _Solver, theta: Tensor, lam: float, test_x: Any, test_y: Any, metric: str,
-                    test_ignore: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Refit on train+val at lam from the train solution, then, and only then, read test.
+                    test_ignore: np.ndarray | None, refit: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
+    """Refit on train+val at lam from the train solution (unless ``refit`` is False), then,
+    and only then, read test.
 
     Returns:
         (test_x as read, (n_test, C) test decision values, test metric in percent).
     """
-    # The curvature pairs describe the train-only loss; the train+val loss needs its own.
-    solver.lbfgs.reset()
-    both = Objective(solver.design.x, solver.task.both, solver.task.kind, solver.task.n_out)
-    theta = solver.solve(both, theta, lam, len(solver.design.x))
-    solver.n_evals += both.n_evals
+    if refit:
+        # The curvature pairs describe the train-only loss; the train+val loss needs its own.
+        solver.lbfgs.reset()
+        both = Objective(solver.design.x, solver.task.both, solver.task.kind, solver.task.n_out)
+        theta = solver.solve(both, theta, lam, len(solver.design.x))
+        solver.n_evals += both.n_evals
     test_x, test_y = check_values("test_x", np.asarray(test_x)), check_values("test_y", np.asarray(test_y))
     w = solver.design.weights(theta)
     x = stack_rows([test_x], w.device, w.dtype)

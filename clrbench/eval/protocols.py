@@ -45,9 +45,16 @@ class LinearProtocol:
     condition_max: float = 1e5  # version 2's floor: lambda >= h0 * e_max / condition_max
     # Pixels the card's preprocessing is scaled to (protocol variant NAME@<R>px); None: the card's.
     resolution: int | None = None
+    # SimCLRv2's label fractions (linear-1pct, linear-10pct): fit on this share of each class of
+    # train (clrbench.data.subsets, the semi protocols' draw), lambda still chosen on val, and no
+    # refit on train+val, which would add val's labels.
+    label_fraction: float | None = None
+    subset_seed: int = 0
 
     def __post_init__(self) -> None:
         _check_layer(self.name, self.feature_layer)
+        if self.label_fraction is not None and not 0 < self.label_fraction <= 1:
+            raise ConfigError(f"{self.name}: label_fraction must be in (0, 1], got {self.label_fraction}.")
 
 
 @dataclass(frozen=True)

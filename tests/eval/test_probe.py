@@ -109,6 +109,19 @@ def test_solution_is_sklearns_model(n: int, d: int, k: int) -> None:
     np.testing.assert_allclose(res.test_scores, expected, atol=1e-4 * np.abs(expected).max())
 
 
+def test_without_refit_test_is_scored_by_the_train_fit() -> None:
+    # A label-fraction probe (linear-1pct) must not refit on train+val: its test scores are
+    # sklearn's C = 1/lambda model of the train rows alone, and differ from the refitted ones.
+    x, y = _blobs(n=240, d=20, k=4, seed=3)
+    lam = 3.0
+    split = (x[:60], y[:60], x[60:140], y[60:140], x[140:], y[140:])
+    res = _fit(*split, "top1", lambdas=[lam], tol=1e-8, dtype=torch.float64, refit=False)
+    ref = LogisticRegression(C=1 / lam, tol=1e-10, max_iter=10_000).fit(x[:60], y[:60]).decision_function(x[140:])
+    np.testing.assert_allclose(res.test_scores, ref, atol=1e-4 * np.abs(ref).max())
+    refitted = _fit(*split, "top1", lambdas=[lam], tol=1e-8, dtype=torch.float64)
+    assert np.abs(refitted.test_scores - ref).max() > 1e-2 * np.abs(ref).max()
+
+
 def test_test_set_is_read_only_after_lambda_is_chosen() -> None:
     xt, yt, xv, yv, xs, ys = _digits()
     grid = lambda_grid()[16:40:3]

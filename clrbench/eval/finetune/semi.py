@@ -35,35 +35,12 @@ from typing import Any
 import numpy as np
 
 from clrbench.data.cards import TaskCard
+from clrbench.data.subsets import labelled_subset, subset_digest
 from clrbench.eval.finetune.grid import TrialResult, image_sizes, read_trial, save_trial, val_curve
 from clrbench.eval.finetune.images import ImageSizes
 from clrbench.eval.jobs import EvalError, EvalJob, load_job_task, make_record, test_stderr
 from clrbench.eval.protocols import SemiProtocol, load_protocol
 from clrbench.records import Record
-
-
-def labelled_subset(targets: np.ndarray, fraction: float | None = None, per_class: int | None = None,
-                    seed: int = 0) -> np.ndarray:
-    """Sorted train indices of a class-balanced labelled subset.
-
-    Args:
-        targets: (n,) class ids, or (n, C) multi-hot (stratified by the first positive class,
-            as :func:`clrbench.data.splits.carve` does).
-        fraction: share of each class, at least one image per class; or
-        per_class: images per class (all of a class that has fewer).
-        seed: the draw of class c uses ``default_rng([seed, c])``, so adding a class never
-            changes another class's images.
-    """
-    if (fraction is None) == (per_class is None):
-        raise ValueError("give exactly one of fraction and per_class.")
-    y = targets.argmax(1) if targets.ndim == 2 else np.asarray(targets)
-    picked = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        k = per_class if per_class is not None else max(1, round(fraction * len(members)))  # type: ignore[operator]
-        order = np.random.default_rng([seed, int(c)]).permutation(len(members))
-        picked.append(members[order[: min(k, len(members))]])
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
 
 def subset_from_file(ids: list[str], path: str | Path) -> np.ndarray:
@@ -109,7 +86,6 @@ class SemiContext:
 
 
 def semi_context(job: EvalJob) -> SemiContext:
-    from clrbench.eval.finetune.stored import subset_digest
     from clrbench.weights.adapters import load_encoder
     from clrbench.weights.layers import at_layer, default_layer
 

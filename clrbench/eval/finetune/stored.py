@@ -11,7 +11,6 @@ is ``weights_only`` like every checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +92,3 @@ def load_model(path: str | Path) -> StoredModel:
         ) from None
     info = {k: v for k, v in blob.items() if k not in ("model", "encoder")}
     return StoredModel(net.eval(), dict(blob["encoder"]), info, sha256_state(blob["model"]), p)
-
-
-def subset_digest(split_hash: str, indices: Any) -> str:
-    """sha256 of a labelled subset: the task's split hash and the sorted train indices chosen."""
-    import numpy as np
-
-    idx = np.asarray(sorted(int(i) for i in indices), dtype=np.int64)
-    return hashlib.sha256(split_hash.encode() + b":" + idx.tobytes()).hexdigest()
