@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from clrbench.cli.common import _guard, app, console, fail, stdout
+from clrbench.cli.study_view import TrialProgress, print_plan, print_trials, show_table
 
 study_app = typer.Typer(
     name="study", no_args_is_help=True, rich_markup_mode="rich",
@@ -55,16 +56,20 @@ _SHARED: list[tuple[str, Any, Any]] = [
 ]
 
 
-def study_command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a study command: its own options, then the shared ones (``_SHARED``), which the
-    command reads from ``ctx.params`` (see :func:`_common`) instead of repeating them."""
+def study_command(name: str | None = None, defaults: dict[str, Any] | None = None,
+                  **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a study command: its own options, then the shared ones (``_SHARED``, with the
+    command's ``defaults`` for some), which the command reads from ``ctx.params`` (see
+    :func:`_common`) instead of repeating them."""
     import functools
     import inspect
     import typing
 
     def deco(fn: Callable[..., None]) -> Callable[..., None]:
         own = list(inspect.signature(fn).parameters.values())
-        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in _SHARED]
+        mine = defaults or {}
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=mine.get(n, d), annotation=a)
+                  for n, a, d in _SHARED]
 
         @functools.wraps(fn)
         def wrapper(**kw: Any) -> None:
@@ -82,18 +87,24 @@ def study_command(name: str | None = None, **kwargs: Any) -> Callable[[Callable[
 
 
 def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any]],
-            ops: list[str] | None = None) -> None:
-    """Plan, price, confirm, run and draw one study; the shared options come from ``ctx.params``."""
+            ops: list[str] | None = None, jobs: dict[str, Any] | None = None,
+            priced: Callable[[Any], None] | None = None) -> None:
+    """Plan, price, confirm, run and draw one study; the shared options come from ``ctx.params``.
+
+    ``jobs`` are plan_study's ``expand``/``run``/``baseline`` for a study whose jobs are not the
+    trials x tasks probes; ``priced(plan)`` adds to the estimate what those jobs train."""
     from clrbench.study.runner import CONFIRM_ABOVE_S, estimate
 
     p = ctx.params
     if p["executor"] not in ("local", "ray"):
         fail(f"--executor must be local or ray, not {p['executor']!r}.")
-    plan = _plan(study, trials_for, p)
+    plan = _plan(study, trials_for, p, jobs or {})
     estimate(plan, _eval_images(plan.tasks))
-    _print_plan(plan)
+    if priced is not None:
+        priced(plan)
+    print_plan(plan)
     if p["dry_run"]:
-        _print_trials(plan)
+        print_trials(plan)
         return
     if plan.estimate_s() > CONFIRM_ABOVE_S and not p["yes"]:
         fail("that is over an hour; add --yes to start it, or choose a smaller --budget or fewer --tasks.", 1)
@@ -101,12 +112,12 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
 
     write_plan(plan, _command_line(ctx))
     if plan.todo or plan.baseline_todo:
-        with _TrialProgress(len(plan.todo) + len(plan.baseline_todo)) as on_event:
+        with TrialProgress(len(plan.todo) + len(plan.baseline_todo)) as on_event:
             execute(plan, p["executor"], on_event, address=p["address"], workers=p["workers"])
     sets = "".join(f" --set {o}" for o in p["set_"])
     subtitle = f"{p['recipe']}, budget {plan.budget.name}{sets}, tasks {','.join(plan.tasks)}"
     outcomes, table, png = finish(plan, ops, subtitle=subtitle)
-    _show(table)
+    show_table(table)
     for o in outcomes:
         if o.status in ("failed", "diverged"):
             console.print(f"[red]{o.status}[/] " + escape(f"{o.trial.key}: {o.error}"), highlight=False)
@@ -122,7 +133,7 @@ def _common(ctx: typer.Context, study: str, trials_for: Callable[[Any], list[Any
         raise typer.Exit(1)
 
 
-def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any]) -> Any:
+def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any], jobs: dict[str, Any]) -> Any:
     """The study's plan from the shared options (checks every trial before anything runs)."""
     import os
 
@@ -136,7 +147,7 @@ def _plan(study: str, trials_for: Callable[[Any], list[Any]], p: dict[str, Any])
     return plan_study(study, trials, recipe=p["recipe"], overrides=overrides, budget=b, tasks=p["tasks"],
                       out=p["out"], results=p["results"], cache_dir=p["cache_dir"],
                       data_root=p["data_root"] or os.environ.get("CLRBENCH_DATA"),
-                      device=_eval_device(p["device"]), gpus=p["gpus_per_trial"])
+                      device=_eval_device(p["device"]), gpus=p["gpus_per_trial"], **jobs)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -167,103 +178,6 @@ def _eval_images(tasks: list[str]) -> dict[str, int]:
 
     cards = load_cards()
     return {t: sum(cards[t].expected_sizes.values()) if t in cards else 0 for t in tasks}
-
-
-def _print_plan(plan: Any) -> None:
-
-    n_trials, left = len(plan.trials), plan.trials_to_run()
-    extra = len(plan.ctx.base_overrides) - len(plan.budget.overrides)
-    sets = f" + {extra} --set override(s)" if extra else ""
-    console.print(f"[bold]study {plan.study}[/]: {n_trials} trials x {len(plan.tasks)} task(s) "
-                  f"({', '.join(plan.tasks)}), budget {plan.budget.name} ({plan.budget.about}){sets}; "
-                  f"{n_trials - len(left)} done, {len(left)} to run.", highlight=False)
-    if not left:
-        return
-    costs = [plan.costs[t.key] for t in left if t.key in plan.costs]
-    if costs:
-        from clrbench.study.cost import ESTIMATE_SPREAD, TIMED_PASSES, format_range
-
-        per = sum(c.total_s for c in costs) / len(costs)
-        total = plan.estimate_s()
-        console.print(f"Estimate: {len(left)} trials x {format_range(per, per * ESTIMATE_SPREAD)} = "
-                      f"{format_range(total, total * ESTIMATE_SPREAD)} (steps {min(c.steps for c in costs)}-"
-                      f"{max(c.steps for c in costs)}; this machine's speed, the fastest of {TIMED_PASSES} timed "
-                      "passes, so other load does not inflate it).", highlight=False, markup=False)
-
-
-def _print_trials(plan: Any) -> None:
-    from rich.table import Table
-
-    from clrbench.study.cost import format_range
-
-    t = Table("trial", "overrides", "steps", "peak lr", "estimate", title=f"{plan.study}: the trials still to run")
-    for trial in plan.trials_to_run():
-        c = plan.costs.get(trial.key)
-        t.add_row(
-            escape(trial.key),
-            escape(" ".join(trial.overrides)),
-            str(c.steps) if c else "",
-            f"{c.lr:.3g}" if c else "",
-            format_range(*c.range_s) if c else "",
-        )
-    stdout.print(t)
-
-
-def _show(table: Any) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    stdout.print(f"[bold]{escape(table.title)}[/]", highlight=False)
-    t = Table(show_lines=False)
-    for h in table.header:
-        t.add_column(escape(h), justify="right" if h not in table.header[:1] else "left")
-    best = max((c.value for row in table.rows for c in row if c.value is not None and c.status == "ok"), default=None)
-    style = {"failed": "bold red", "diverged": "bold red", "missing": "dim"}
-    for row in table.rows:
-        t.add_row(*(Text(c.text, style="bold green" if best is not None and c.value == best
-                         else style.get(c.status, "")) for c in row))
-    stdout.print(t)
-    stdout.print(table.caption, style="dim", highlight=False)
-
-
-class _TrialProgress:
-    """A live bar of the study's jobs; one line per finished job."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.progress = Progress(TextColumn("[bold]study"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task("study", total=total, info="")
-
-    def __enter__(self) -> Callable[[dict[str, Any]], None]:
-        self.progress.start()
-
-        def on_event(ev: dict[str, Any]) -> None:
-            job, state = ev["job"], ev["state"]
-            # Study jobs name their trial; the random-init baseline is a plain EvalJob.
-            name = job.trial.key if hasattr(job, "trial") else "random init"
-            layer = getattr(job, "layer", "h")
-            if state == "running":
-                self.progress.update(self.task, info=escape(f"{name} / {job.task} / {layer}"))
-            elif state in ("done", "failed"):
-                rec = ev["record"]
-                val = f"{rec.value:.2f}" if getattr(rec, "value", None) is not None else getattr(rec, "status", state)
-                self.progress.console.print(
-                    f"  {name:<24} {job.task:<10} {layer:<2} {val}", highlight=False, markup=False
-                )
-                self.progress.advance(self.task)
-
-        return on_event
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
 
 
 _EXAMPLE_GPU = (
@@ -353,3 +267,44 @@ def head(
     kinds = parse_list(heads, "heads")
     sizes = parse_numbers(dims, "dims", int)
     _common(ctx, "head", lambda cfg: head_grid(kinds, sizes))
+
+
+@study_command(
+    "label-efficiency", defaults={"recipe": "quickstart-v2", "tasks": "digits"},
+    epilog="Examples:\n\n  clrbench study label-efficiency        # 3 widths on digits, ~40 min on 2 CPU cores\n\n"
+    "  clrbench study label-efficiency --widths 0.25,0.5 --methods linear,finetune --tasks quick\n\n"
+    "  clrbench study label-efficiency --recipe imagenet-r50-1x-v2 --widths 1,2,4 --set data.path=~/imagenet "
+    "--tasks imagenet --device cuda --budget paper --executor ray --gpus-per-trial 1 --yes",
+)
+def label_efficiency(
+    ctx: typer.Context,
+    widths: Annotated[str, typer.Option(help=(
+        "Width multipliers of the encoder, one pretraining run each (S-v2 Fig. 1: R50 1x, 2x, 4x). Each width step "
+        "quadruples the parameters and the CPU time: width 1 is most of a laptop run."))] = "0.25,0.5,1",
+    fractions: Annotated[str, typer.Option(help=(
+        "Label percentages of the task's train split (class-balanced, >= 1 image per class; S-v2: 1, 10, 100)."))
+    ] = "1,10,100",
+    methods: Annotated[str, typer.Option(help=(
+        "linear (probe on the labelled subset), finetune (S-v2's, from head:1 below 100%), distill "
+        "(self-distillation of that fine-tune on the unlabelled train images, below 100%)."))
+    ] = "linear,finetune,distill",
+    student_init: Annotated[str, typer.Option(help=(
+        "Where a self-distilled student starts: pretrained (the trial's SimCLR encoder; learns in the laptop "
+        "budget's 10 epochs) or random (S-v2's students train 400 epochs)."))] = "pretrained",
+) -> None:
+    """Bigger encoders gain more when labels are few (S-v2 Fig. 1): widths x label fractions x linear,
+    fine-tune and self-distillation, drawn as metric against parameters, one line per fraction."""
+    from clrbench.study import labels
+
+    ws = labels.parse_widths(widths)
+    pcts = labels.parse_fractions(fractions)
+    ms = labels.parse_methods(methods)
+    if student_init not in labels.STUDENT_INITS:
+        fail(f"--student-init must be pretrained or random, not {student_init!r}.")
+    budget = labels.eval_budget(ctx.params["budget"])
+
+    def expand(trials: list[Any], tasks: list[str], study_ctx: Any) -> list[Any]:
+        return labels.expand_jobs(trials, tasks, study_ctx, pcts, ms, budget, student_init)
+
+    _common(ctx, labels.STUDY, lambda cfg: labels.width_grid(ws, cfg),
+            jobs={"expand": expand, "run": labels.run_label_job, "baseline": False}, priced=labels.add_training_costs)

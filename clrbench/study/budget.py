@@ -27,7 +27,10 @@ class Budget:
 # 4,096 embedded images at batch 128 (32 steps per epoch). The augmentation study gets the
 # shortest runs because it has the most trials (len(ops)**2).
 _LAPTOP_DATA = ("data.num_images=4096", "optim.batch_size_global=128")
-_LAPTOP_STEPS = {"augment": 100, "temperature": 300, "batch-size": None, "head": 200}
+_LAPTOP_STEPS = {"augment": 100, "temperature": 300, "batch-size": None, "head": 200, "label-efficiency": 100}
+# label-efficiency trains width-1 ResNets on a CPU, and fine-tunes and distils them too: fp32,
+# since bf16 autocast on a CPU without native bf16 ran a training step ~8x slower (docs/simclrv2.md).
+_LAPTOP_EXTRA = {"label-efficiency": ("run.precision=fp32",)}
 
 # Tests and a first try of a command: a tiny encoder on 16 px views, 2 steps.
 SMOKE = ("model.width=0.125", "model.head_dim=16", "augment.image_size=16", "data.num_images=256",
@@ -37,7 +40,7 @@ SMOKE = ("model.width=0.125", "model.head_dim=16", "augment.image_size=16", "dat
 def presets(study: str) -> dict[str, Budget]:
     """The named budgets of ``study`` (``batch-size`` takes its length from ``--epochs``)."""
     steps = _LAPTOP_STEPS[study]
-    laptop = _LAPTOP_DATA + ((f"optim.steps={steps}",) if steps else ())
+    laptop = _LAPTOP_DATA + ((f"optim.steps={steps}",) if steps else ()) + _LAPTOP_EXTRA.get(study, ())
     smoke = SMOKE + (("optim.steps=2",) if steps else ())
     what = f"{steps} steps" if steps else "--epochs epochs"
     return {

@@ -21,7 +21,7 @@ from typing import Any
 
 from clrbench.config import ConfigError
 
-STUDIES = ("augment", "temperature", "batch-size", "head")
+STUDIES = ("augment", "temperature", "batch-size", "head", "label-efficiency")  # the last: clrbench.study.labels
 
 #: Ops of the paper's composition study (Fig. 5), in its order.
 PAPER_OPS = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate")

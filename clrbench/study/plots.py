@@ -15,6 +15,7 @@ from clrbench.atomic import write_bytes
 from clrbench.study.results import Baseline, Outcome, augment_matrix
 
 FAILED_MARK = {"marker": "x", "color": "red", "s": 60, "zorder": 4}
+FRACTION_COLOURS = {1.0: "tab:red", 10.0: "tab:orange", 100.0: "tab:blue"}  # label percent -> line colour
 
 
 def _pyplot() -> Any:
@@ -158,6 +159,68 @@ def plot_head(outcomes: list[Outcome], path: Path | str, subtitle: str = "",
     ax.set_xlabel("output dimension of the head (dim of z)")
     _finish(ax, failed, "Projection head, before (h) and after (g(h)) it (S-v1 Fig. 8)", subtitle, baseline)
     return save(fig, path)
+
+
+def plot_label_efficiency(outcomes: list[Outcome], points: dict[str, dict[str, Any]], path: Path | str,
+                          subtitle: str = "") -> Path:
+    """S-v2 Fig. 1: test metric against encoder parameters, one line per label fraction.
+
+    Left: fine-tuned (solid), self-distilled (dotted) and linear probe (dashed), from the
+    study's records, mean over tasks; right: S-v2 Table 1's fine-tuned ImageNet numbers.
+    ``points`` maps each outcome's series (protocol) to {"method", "label_percent"}."""
+    plt = _pyplot()
+    fig, (ax, ref) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    fractions = sorted({p["label_percent"] for p in points.values()})
+    others = iter(("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"))
+    colour = {f: FRACTION_COLOURS.get(f) or next(others, "0.4") for f in fractions}
+    failed: list[float] = []
+    styles = {"finetune": ("o-", "fine-tuned"), "distill": ("^:", "self-distilled"), "linear": ("s--", "linear")}
+    for method, (style, word) in styles.items():
+        for f in fractions:
+            pts = sorted(((o.trial.point["params"] / 1e6, o) for o in outcomes
+                          if points[o.layer]["method"] == method and points[o.layer]["label_percent"] == f),
+                         key=lambda p: p[0])
+            if pts:
+                failed += _line(ax, pts, style, color=colour.get(f), label=f"{word}, {f:g}% labels")
+    _param_ticks(ax, sorted({o.trial.point["params"] / 1e6 for o in outcomes}))
+    ax.set_xlabel("encoder parameters (log scale)")
+    ax.set_ylabel("test metric (%), mean over tasks")
+    _failed_marks(ax, failed, ax.get_ylim()[0])
+    ax.set_title("This study" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    _paper_panel(ref)
+    return save(fig, path)
+
+
+def _paper_panel(ax: Any) -> None:
+    """S-v2 Table 1 (clrbench/assets/studies/simclrv2_table1.yaml): fine-tuned top-1 vs parameters."""
+    from clrbench.config import assets_dir, read_yaml
+
+    table = read_yaml(assets_dir() / "studies" / "simclrv2_table1.yaml")
+    rows = sorted(table["rows"], key=lambda r: r["params_m"])
+    for f in (1, 10, 100):
+        ax.plot([r["params_m"] for r in rows], [r[f"finetune_{f}pct"] for r in rows], "o-",
+                color=FRACTION_COLOURS[float(f)], label=f"fine-tuned, {f}% labels")
+    named = [r for r in rows if not r["sk"] or r["params_m"] > 500]  # R50 1x, R50 2x, R152 3x+SK
+    _param_ticks(ax, [r["params_m"] for r in named],
+                 [f"R{r['depth']} {r['width']}x{'+SK' if r['sk'] else ''}\n{r['params_m']}M" for r in named])
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("ImageNet top-1 (%)")
+    ax.set_title(f"SimCLRv2 on ImageNet ({table['source']})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _param_ticks(ax: Any, millions: list[float], names: list[str] | None = None) -> None:
+    """A log x axis with a tick at each model's parameter count ("0.7M", "11M"), nothing else."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(millions, names or [f"{m:.2g}M" if m < 10 else f"{m:.0f}M" for m in millions])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if len(millions) == 1:
+        ax.set_xlim(millions[0] / 1.5, millions[0] * 1.5)
 
 
 def plot_study(study: str, outcomes: list[Outcome], path: Path | str, ops: list[str] | None = None,

@@ -16,7 +16,6 @@ from typing import Any
 
 from clrbench.records import RecordError, read_record, record_path
 from clrbench.study.grids import Trial
-from clrbench.study.trial import StudyJob
 
 LAYER_NAMES = {"h": "h", "g": "g(h)"}
 
@@ -26,7 +25,7 @@ class Outcome:
     """One trial on one feature layer, over all the study's tasks."""
 
     trial: Trial
-    layer: str
+    layer: str  # the job's series: feature layer h / g, or the protocol (label-efficiency study)
     status: str  # ok | failed | diverged | missing
     score: float | None  # mean probe metric over tasks, percent
     per_task: dict[str, float | None]
@@ -68,11 +67,11 @@ def _status(statuses: list[str]) -> str:
     return "ok"
 
 
-def collect(jobs: list[StudyJob], results_dir: Path | str) -> list[Outcome]:
-    """Read the record of every job and fold them into one outcome per (trial, layer)."""
-    groups: dict[tuple[str, str], list[tuple[StudyJob, Any]]] = defaultdict(list)
+def collect(jobs: list[Any], results_dir: Path | str) -> list[Outcome]:
+    """Read the record of every job and fold them into one outcome per (trial, series)."""
+    groups: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
     for job in jobs:
-        groups[(job.trial.key, job.layer)].append((job, _read(record_path(results_dir, *job.key))))
+        groups[(job.trial.key, job.series)].append((job, _read(record_path(results_dir, *job.key))))
     return [_fold(members) for members in groups.values()]
 
 
@@ -90,8 +89,8 @@ def _mean_stderr(records: list[Any]) -> tuple[float, float | None]:
     return statistics.fmean(r.value for r in records), se
 
 
-def _fold(members: list[tuple[StudyJob, Any]]) -> Outcome:
-    trial, layer = members[0][0].trial, members[0][0].layer
+def _fold(members: list[tuple[Any, Any]]) -> Outcome:
+    trial, layer = members[0][0].trial, members[0][0].series
     recs = [r for _, r in members]
     per_task = {j.task: (r.value if r is not None and r.status == "ok" else None) for j, r in members}
     status = _status([r.status if r is not None else "missing" for r in recs])
@@ -184,6 +183,41 @@ def head_table(outcomes: list[Outcome]) -> Table:
     return Table("head: probe accuracy (%) before (h) and after (g(h)) the projection head",
                  ("head", "dim of z", "h", "g(h)"), tuple(rows),
                  "S-v1 Fig. 8: nonlinear > linear (+3%) > none (+10%); h beats g(h) by >10% (sec. 4.2).")
+
+
+def label_table(outcomes: list[Outcome], points: dict[str, dict[str, Any]]) -> Table:
+    """S-v2 Fig. 1 as a table: one row per encoder width, one column per method x label fraction.
+
+    ``points`` maps each protocol (the outcomes' series) to its {"method", "label_percent"}."""
+    cols = sorted({(points[o.layer]["method"], points[o.layer]["label_percent"], o.layer) for o in outcomes},
+                  key=lambda c: ({"linear": 0, "finetune": 1, "distill": 2}[c[0]], c[1]))
+    by = {(o.trial.key, o.layer): o for o in outcomes}
+    trials = sorted({o.trial.key: o.trial for o in outcomes}.values(), key=lambda t: t.point["params"])
+    rows = [(Cell(f"{t.point['width']:g}"), Cell(f"{t.point['params'] / 1e6:.2f}M"),
+             *(score_cell(by.get((t.key, c[2]))) for c in cols)) for t in trials]
+    header = ("width", "params", *(f"{_METHOD_NAMES[m]} {p:g}%" for m, p, _ in cols))
+    return Table("label-efficiency: test metric (%) by encoder size, label fraction and method",
+                 header, tuple(rows), _label_caption(trials, cols, by))
+
+
+_METHOD_NAMES = {"linear": "linear", "finetune": "fine-tune", "distill": "distilled"}
+
+
+def _label_caption(trials: list[Trial], cols: list[tuple[str, float, str]], by: dict[Any, Outcome]) -> str:
+    """S-v2's claim, and the gain of the largest encoder over the smallest at each fraction."""
+    text = ("S-v2 Table 1 (ImageNet, fine-tuned): R50 1x -> 2x gains +8.4 points at 1% of the labels, +5.5 at 10%, "
+            "+2.8 at 100%; R50 1x -> R152 3x+SK +17.0, +11.7, +6.8: bigger encoders gain more when labels are few.")
+    if len(trials) < 2:
+        return text
+    lo, hi = trials[0], trials[-1]
+    gains = []
+    for m, p, proto in cols:
+        a, b = by.get((lo.key, proto)), by.get((hi.key, proto))
+        if a is not None and b is not None and a.score is not None and b.score is not None:
+            gains.append(f"{_METHOD_NAMES[m]} {p:g}% {b.score - a.score:+.1f}")
+    if gains:
+        text += (f" Here, width {hi.point['width']:g} minus width {lo.point['width']:g}: " + ", ".join(gains) + ".")
+    return text
 
 
 def with_noise(table: Table, outcomes: list[Outcome]) -> Table:

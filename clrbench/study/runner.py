@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,8 @@ class StudyPlan:
     study: str
     ctx: StudyContext
     trials: list[Trial]
-    jobs: list[StudyJob]  # every job of the study, in submission order
-    todo: list[StudyJob]  # those without a record yet
+    jobs: list[Any]  # every job of the study (StudyJob, or an ``expand``'s), in submission order
+    todo: list[Any]  # those without a record yet
     results_dir: Path
     budget: Budget
     tasks: list[str]
@@ -46,6 +47,8 @@ class StudyPlan:
     baseline_id: str = ""  # the random-init encoder of the same shape: what pretraining adds to
     baseline_todo: list[Any] = field(default_factory=list)  # its EvalJobs without a record
     costs: dict[str, TrialCost] = field(default_factory=dict)  # trial key -> estimate
+    per_image: dict[str, tuple[float, float]] = field(default_factory=dict)  # trial key -> (train, infer) s
+    run: Any = None  # job -> Record on a worker (module-level); default trial.run_study_job
 
     @property
     def study_dir(self) -> Path:
@@ -66,7 +69,7 @@ class StudyPlan:
             total += c.eval_s + (0.0 if trained else c.pretrain_s)
         return total
 
-    def jobs_of(self, trial: Trial) -> list[StudyJob]:
+    def jobs_of(self, trial: Trial) -> list[Any]:
         return [j for j in self.jobs if j.trial.key == trial.key]
 
 
@@ -81,8 +84,14 @@ def settings_id(cfg: PretrainConfig) -> str:
 def plan_study(study: str, trials: list[Trial], *, recipe: str, overrides: list[str], budget: Budget,
                tasks: str, out: Path | str, results: Path | str | None = None,
                cache_dir: str = ".cache/clrbench", data_root: str | None = None, tasks_dir: str | None = None,
-               device: str = "cpu", cpus: float = 1.0, gpus: float = 0.0) -> StudyPlan:
+               device: str = "cpu", cpus: float = 1.0, gpus: float = 0.0,
+               expand: Callable[[list[Trial], list[str], StudyContext], list[Any]] | None = None,
+               run: Callable[[Any], Any] | None = None, baseline: bool = True) -> StudyPlan:
     """Expand trials x tasks x layers into jobs, check every trial's config, find what is done.
+
+    ``expand`` (trials, task names, context) -> jobs replaces the trials x tasks x layers probes
+    (jobs with a ``key``, ``trial``, ``series`` and ``run_dir``), run on workers by ``run``;
+    ``baseline`` False skips the random-init encoder's probes.
 
     Raises:
         ConfigError: an unknown task, a bad override, or a trial that cannot train (e.g. a
@@ -99,12 +108,15 @@ def plan_study(study: str, trials: list[Trial], *, recipe: str, overrides: list[
     # Waves: every trial's first job before any trial's second, so parallel workers train
     # different trials instead of queueing on one trial's lock.
     layers = ("h", "g")
-    jobs = [StudyJob(t, c.name, layer, ctx) for layer in layers for c in cards for t in trials if layer in t.layers]
+    jobs: list[Any] = (
+        expand(trials, [c.name for c in cards], ctx) if expand is not None
+        else [StudyJob(t, c.name, layer, ctx) for layer in layers for c in cards for t in trials if layer in t.layers])
     results_dir = Path(results) if results else study_dir / "results"
     todo = [j for j in jobs if not recorded(results_dir, j)]
     plan = StudyPlan(study, ctx, trials, jobs, todo, results_dir, budget, [c.name for c in cards],
-                     count_images(base))
-    plan.baseline_id, plan.baseline_todo = _baseline(base, ctx, tasks, results_dir)
+                     count_images(base), run=run)
+    if baseline:
+        plan.baseline_id, plan.baseline_todo = _baseline(base, ctx, tasks, results_dir)
     for t in trials:
         check_trial(plan.jobs_of(t)[0].config(), plan.num_images)
     return plan
@@ -135,7 +147,7 @@ def check_trial(cfg: PretrainConfig, num_images: int) -> None:
     derive(cfg, num_images)
 
 
-def recorded(results_dir: Path, job: StudyJob) -> bool:
+def recorded(results_dir: Path, job: Any) -> bool:
     """An ok or diverged record (a result); failed and unreadable records are run again."""
     path = record_path(results_dir, *job.key)
     if not path.is_file():
@@ -156,6 +168,7 @@ def estimate(plan: StudyPlan, eval_images: dict[str, int]) -> None:
         if model_key not in timings:
             timings[model_key] = seconds_per_image(cfg)
         images = sum(eval_images.get(j.task, 0) for j in jobs)
+        plan.per_image[t.key] = timings[model_key]
         plan.costs[t.key] = trial_cost(cfg, timings[model_key], images, len(jobs), plan.num_images)
 
 
@@ -187,7 +200,7 @@ def execute(plan: StudyPlan, executor: str = "local", on_event: Any = None, addr
     from clrbench.study.trial import on_job_failure, run_study_job
 
     forget_failed(plan)
-    records = run_jobs(plan.todo, plan.results_dir, executor=executor, on_event=on_event, run=run_study_job,
+    records = run_jobs(plan.todo, plan.results_dir, executor=executor, on_event=on_event, run=plan.run or run_study_job,
                        on_failure=on_job_failure, address=address, workers=workers)
     if plan.baseline_todo:  # after the trials: a few probes, and the study's records come first
         run_jobs(plan.baseline_todo, plan.results_dir, executor=executor, on_event=on_event, address=address,
@@ -202,16 +215,25 @@ def finish(plan: StudyPlan, ops: list[str] | None = None, subtitle: str = "") ->
 
     outcomes = collect(plan.jobs, plan.results_dir)
     baseline = res.collect_baseline(plan.baseline_id, plan.tasks, plan.results_dir) if plan.baseline_id else None
+    # label-efficiency: each series (protocol) is a method at a label fraction
+    points = {j.series: {"method": j.method, "label_percent": j.fraction} for j in plan.jobs if hasattr(j, "method")}
     table = {
         "augment": lambda: res.augment_table(outcomes, ops or []),
         "temperature": lambda: res.temperature_table(outcomes),
         "batch-size": lambda: res.batch_size_table(outcomes),
         "head": lambda: res.head_table(outcomes),
+        "label-efficiency": lambda: res.label_table(outcomes, points),
     }[plan.study]()
     table = res.with_noise(table, outcomes)
     if baseline is not None:
         table = res.with_baseline(table, baseline)
     md = f"### {table.title}\n\n{to_markdown(table)}\n{table.caption}\n"
     write_bytes(plan.study_dir / f"{plan.study}.md", md.encode())
-    png = plot_study(plan.study, outcomes, plan.study_dir / f"{plan.study}.png", ops, subtitle, baseline)
+    png_path = plan.study_dir / f"{plan.study}.png"
+    if plan.study == "label-efficiency":
+        from clrbench.study.plots import plot_label_efficiency
+
+        png = plot_label_efficiency(outcomes, points, png_path, subtitle)
+    else:
+        png = plot_study(plan.study, outcomes, png_path, ops, subtitle, baseline)
     return outcomes, table, png

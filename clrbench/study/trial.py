@@ -69,6 +69,11 @@ class StudyJob:
         return (self.checkpoint_id, self.task, PROTOCOL)
 
     @property
+    def series(self) -> str:
+        """What the study's table and picture group this job's records by: the feature layer."""
+        return self.layer
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.ctx.study_dir) / "runs" / self.run_name
 
@@ -86,7 +91,7 @@ class StudyJob:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (POSIX advisory), held by one job of a trial at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
@@ -120,7 +125,7 @@ def pretrain_once(job: StudyJob) -> dict[str, Any]:
     from clrbench.pretraining.train import TrainingError, train_loop
 
     run_dir = job.run_dir
-    with _locked(run_dir.parent / f".{job.run_name}.lock"):
+    with locked(run_dir.parent / f".{job.run_name}.lock"):
         done = read_outcome(run_dir)
         if done and (done["status"] == "diverged" or (done["status"] == "ok" and (run_dir / "last.pt").exists())):
             return done
@@ -168,16 +173,20 @@ def run_study_job(job: StudyJob) -> Record:
     return replace(rec, tags={**rec.tags, **job.tags(), "pretrain": pretrain})
 
 
-def unfinished_record(job: StudyJob, status: str, error: str | None) -> Record:
-    """The record of a job whose pretraining diverged or whose run failed: no value, the error kept."""
+def unfinished_record(job: Any, status: str, error: str | None) -> Record:
+    """The record of a job whose pretraining diverged or whose run failed: no value, the error kept.
+
+    ``job`` is any study job (:class:`StudyJob` or the label-efficiency study's): its ``key``
+    names the record."""
     from clrbench.eval.jobs import make_record
 
     # make_record looks the card and protocol up without ever raising: this runs when something
     # already went wrong, and one failed job must not stop the whole study.
-    return make_record(job.checkpoint_id, job.task, PROTOCOL, status=status, tasks_dir=job.ctx.tasks_dir,
+    checkpoint_id, task, protocol = job.key
+    return make_record(checkpoint_id, task, protocol, status=status, tasks_dir=job.ctx.tasks_dir,
                        checkpoint={"path": str(job.run_dir / "last.pt")}, error=error or status, tags=job.tags())
 
 
-def on_job_failure(job: StudyJob, error: BaseException) -> Record:
+def on_job_failure(job: Any, error: BaseException) -> Record:
     """The executor's ``on_failure``: a job that raised becomes a failed record with its tags."""
     return unfinished_record(job, "failed", f"{type(error).__name__}: {error}")
