@@ -179,6 +179,7 @@ def write_plan(plan: StudyPlan, command: str) -> Path:
         "overrides": list(plan.ctx.base_overrides), "settings_id": plan.ctx.ident, "tasks": plan.tasks,
         "results": str(plan.results_dir),
         "trials": [{"key": t.key, "point": t.point, "overrides": list(t.overrides)} for t in plan.trials],
+        "series": sorted({j.series for j in plan.jobs}),  # layers, or the label study's protocols
     }
     path = plan.study_dir / "study.json"
     write_bytes(path, json.dumps(data, indent=1).encode())

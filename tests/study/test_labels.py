@@ -37,12 +37,18 @@ def test_laptop_budget_derives_named_protocol_files(tmp_path: Path) -> None:
     assert set(by) == {"linear-1pct", "semi-1pct-laptop", "linear-5pct", "semi-5pct-laptop", "linear",
                        "semi-100pct-laptop"}
     one, five, full = (load_protocol(by[n]) for n in ("semi-1pct-laptop", "semi-5pct-laptop", "semi-100pct-laptop"))
-    assert (one.epochs, one.lr_bases, one.batch_size, one.feature_layer) == (60.0, (0.005,), 64, "auto")
+    assert (one.epochs, one.lr_bases, one.batch_size, one.feature_layer) == (60.0, (0.005, 0.05), 64, "auto")
     assert (five.fraction, five.epochs) == (0.05, 30.0)  # 5% takes the nearest budgeted fraction's (10%: 30)
     assert (full.epochs, full.feature_layer) == (10.0, "encoder")
     assert load_protocol(by["linear-5pct"]).label_fraction == 0.05
     again = labels.protocol_specs([1, 5, 100], ["finetune", "linear"], labels.eval_budget("laptop"), tmp_path)
     assert again == specs  # same files, same names: a rerun plans the same records
+
+
+def test_cpu_budgets_keep_the_laptop_evaluation_lengths() -> None:
+    assert labels.eval_budget("500steps").name == labels.eval_budget("laptop").name == "laptop"
+    assert labels.eval_budget("paper").lr_bases is None and labels.eval_budget("recipe").distill_epochs == 400
+    assert labels.eval_budget("smoke").distill_epochs == 1
 
 
 @pytest.mark.parametrize(("text", "match"), [("0", "positive"), ("150", "at most 100"), ("1,1", "twice"),
@@ -160,30 +166,26 @@ def test_cli_tiny_study_shares_the_teacher_and_resumes(tmp_path: Path, monkeypat
     assert rerun.exit_code == 0 and "1 done, 0 to run" in rerun.output and len(trained) == 2
 
 
-@pytest.mark.parametrize(("flag", "value", "match"), [("--fractions", "200", "at most 100"),
-                                                      ("--methods", "probe", "Unknown method"),
-                                                      ("--student-init", "imagenet", "pretrained or random"),
-                                                      ("--widths", "0", "positive")])
-def test_cli_bad_options_are_one_sentence(tmp_path: Path, flag: str, value: str, match: str) -> None:
+@pytest.mark.parametrize(("given", "match"), [(["--fractions", "200"], "at most 100"),
+                                              (["--methods", "probe"], "Unknown method"),
+                                              (["--student-init", "imagenet"], "pretrained or random"),
+                                              (["--widths", "0"], "positive"),
+                                              (["--methods", "distill", "--fractions", "100"], "nothing to run")])
+def test_cli_bad_options_are_one_sentence(tmp_path: Path, given: list[str], match: str) -> None:
     from clrbench.cli import app
 
-    res = CliRunner().invoke(app, ["study", "label-efficiency", flag, value, "--budget", "smoke", "--out",
-                                   str(tmp_path), "--dry-run"], terminal_width=200)
+    res = CliRunner().invoke(app, ["study", "label-efficiency", *given, "--budget", "smoke", "--out", str(tmp_path),
+                                   "--dry-run"], terminal_width=200)
     assert res.exit_code == 2 and match in res.output and "Traceback" not in res.output
     assert not (tmp_path / "label-efficiency" / "results").exists()
 
 
 @pytest.mark.ray
-def test_ray_runs_the_label_jobs_with_one_teacher(tmp_path: Path) -> None:
+def test_ray_runs_the_label_jobs_with_one_teacher(tmp_path: Path, local_ray: None) -> None:
     from clrbench.study.runner import execute
 
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        plan = _plan(tmp_path, fractions=(10,))
-        records = execute(plan, executor="ray", workers=2)
-    finally:
-        ray.shutdown()
+    plan = _plan(tmp_path, fractions=(10,))
+    records = execute(plan, executor="ray", workers=2)
     by = {r.protocol: r for r in records}
     assert set(by) == {"linear-10pct", "semi-10pct-smoke", "distill-semi-10pct-smoke"}
     assert all(r.status == "ok" for r in records) and _plan(tmp_path, fractions=(10,)).todo == []

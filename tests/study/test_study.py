@@ -164,14 +164,9 @@ def test_cli_bad_input_and_costly_studies_stop_with_one_sentence(
 
 
 @pytest.mark.ray
-def test_ray_runs_the_trials_in_parallel_with_the_same_records(tmp_path: Path) -> None:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        plan = _plan(tmp_path)
-        records = execute(plan, executor="ray", workers=2)
-    finally:
-        ray.shutdown()
+def test_ray_runs_the_trials_in_parallel_with_the_same_records(tmp_path: Path, local_ray: None) -> None:
+    plan = _plan(tmp_path)
+    records = execute(plan, executor="ray", workers=2)
     assert sorted(r.tags["trial"] for r in records) == sorted(t.key for t in plan.trials)
     assert all(r.status == "ok" for r in records) and _plan(tmp_path).todo == []
 
