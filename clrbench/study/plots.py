@@ -188,7 +188,7 @@ def plot_label_efficiency(outcomes: list[Outcome], points: dict[str, dict[str, A
     _failed_marks(ax, failed, ax.get_ylim()[0])
     ax.set_title("This study" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # below: the lines cross
     _paper_panel(ref)
     return save(fig, path)
 
