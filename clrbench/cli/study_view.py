@@ -15,7 +15,7 @@ def print_plan(plan: Any) -> None:
     n_trials, left = len(plan.trials), plan.trials_to_run()
     extra = len(plan.ctx.base_overrides) - len(plan.budget.overrides)
     sets = f" + {extra} --set override(s)" if extra else ""
-    console.print(f"[bold]study {plan.study}[/]: {n_trials} trials x {len(plan.tasks)} task(s) "
+    console.print(f"[bold]study {plan.study}[/]: {n_trials} trial{'s' * (n_trials != 1)} x {len(plan.tasks)} task(s) "
                   f"({', '.join(plan.tasks)}), budget {plan.budget.name} ({plan.budget.about}){sets}; "
                   f"{n_trials - len(left)} done, {len(left)} to run.", highlight=False)
     if not left:
@@ -26,7 +26,8 @@ def print_plan(plan: Any) -> None:
 
         per = sum(c.total_s for c in costs) / len(costs)
         total = plan.estimate_s()
-        console.print(f"Estimate: {len(left)} trials x {format_range(per, per * ESTIMATE_SPREAD)} = "
+        trials = f"{len(left)} trial{'s' * (len(left) != 1)}"
+        console.print(f"Estimate: {trials} x {format_range(per, per * ESTIMATE_SPREAD)} = "
                       f"{format_range(total, total * ESTIMATE_SPREAD)} (steps {min(c.steps for c in costs)}-"
                       f"{max(c.steps for c in costs)}; this machine's speed, the fastest of {TIMED_PASSES} timed "
                       "passes, so other load does not inflate it).", highlight=False, markup=False)

@@ -45,7 +45,8 @@ def presets(study: str) -> dict[str, Budget]:
     what = f"{steps} steps" if steps else "--epochs epochs"
     return {
         "laptop": Budget("laptop", laptop, f"{what} of batch 128 on 4,096 embedded images (CPU)"),
-        "smoke": Budget("smoke", smoke, "a width-0.125 ResNet-18 on 16 px views, 2 steps (tests)"),
+        "smoke": Budget("smoke", smoke, f"a {'--widths' if study == 'label-efficiency' else 'width-0.125'} ResNet-18 "
+                        "on 16 px views, 2 steps (tests)"),
         "paper": Budget("paper", ("optim.steps=null", "optim.epochs=100.0") if steps else (),
                         "100 epochs per trial, as every ablation of S-v1 (for a GPU recipe)"),
         "recipe": Budget("recipe", (), "the base recipe's own length"),
