@@ -12,7 +12,7 @@ import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from clrbench.config import ConfigError, from_dict, read_yaml
 from clrbench.data.cards import cards_dir
@@ -331,10 +331,6 @@ def with_feature_layer(spec: str, layer: str, directory: str | Path) -> str:
     Raises:
         ConfigError: a malformed layer.
     """
-    import yaml
-
-    from clrbench.atomic import write_bytes
-    from clrbench.config import to_dict
     from clrbench.weights.layers import FeatureLayerError, canonical
 
     proto = load_protocol(spec)
@@ -345,12 +341,29 @@ def with_feature_layer(spec: str, layer: str, directory: str | Path) -> str:
     if proto.feature_layer != "auto" and canonical(proto.feature_layer) == want:
         return spec
     suffix = "encoder" if want == "pooled" else want.replace(":", "")
-    data = {**to_dict(proto), "name": f"{proto.name}-{suffix}", "feature_layer": layer,
-            "notes": f"{proto.name} with feature_layer {layer} (clrbench eval --feature-layer)."}
-    out = Path(directory) / "protocols" / f"{data['name']}.yaml"
+    return write_derived(proto, f"{proto.name}-{suffix}", {"feature_layer": layer}, directory,
+                         f"{proto.name} with feature_layer {layer} (clrbench eval --feature-layer).")
+
+
+def write_derived(proto: Protocol, name: str, changes: dict[str, Any], directory: str | Path, notes: str) -> str:
+    """Write ``<directory>/protocols/<name>.yaml``: ``proto`` with ``changes`` under its own
+    ``name`` (so its records never overwrite the original's); returns the path. The file is
+    rewritten only when its text changes, and checked by loading it, so a bad change fails here.
+
+    Raises:
+        ConfigError: ``changes`` make an invalid protocol.
+    """
+    import yaml
+
+    from clrbench.atomic import write_bytes
+    from clrbench.config import to_dict
+
+    data = {**to_dict(proto), **changes, "name": name, "notes": notes}
+    out = Path(directory) / "protocols" / f"{name}.yaml"
     text = yaml.safe_dump(data, sort_keys=False)
     if not out.exists() or out.read_text() != text:
         write_bytes(out, text.encode())
+    load_protocol(str(out))
     return str(out)
 
 

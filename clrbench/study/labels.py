@@ -207,9 +207,8 @@ def _semi_spec(pct: float, budget: EvalBudget, directory: Path) -> tuple[str, st
     base = f"semi-{_pct_name(pct)}"
     shipped = pct in (1, 10, 100)
     changes: dict[str, Any] = {}
-    if not shipped:  # S-v2 sec 3: 60 epochs at 1% of the labels, 30 above; head:1 below 100%
-        changes = {"fraction": pct / 100, "epochs": 60.0 if pct <= 1 else 30.0,
-                   "feature_layer": "encoder" if pct == 100 else "auto"}
+    if not shipped:  # S-v2 sec 3: 60 epochs at 1% of the labels, 30 above (from head:1, as semi-10pct)
+        changes = {"fraction": pct / 100, "epochs": 60.0 if pct <= 1 else 30.0}
     if budget.lr_bases is not None:
         changes["lr_bases"] = list(budget.lr_bases)
     if budget.batch_size is not None:
@@ -224,21 +223,11 @@ def _semi_spec(pct: float, budget: EvalBudget, directory: Path) -> tuple[str, st
 
 
 def _derived(source: str, name: str, changes: dict[str, Any], directory: Path) -> str:
-    """Write ``<directory>/protocols/<name>.yaml``: protocol ``source`` with ``changes``; its path."""
-    import yaml
+    """The protocol ``source`` with ``changes``, as ``<directory>/protocols/<name>.yaml``; its path."""
+    from clrbench.eval.protocols import load_protocol, write_derived
 
-    from clrbench.atomic import write_bytes
-    from clrbench.config import to_dict
-    from clrbench.eval.protocols import load_protocol
-
-    data = {**to_dict(load_protocol(source)), **changes, "name": name,
-            "notes": f"{source} with {changes} (clrbench study {STUDY}: the budget's evaluation lengths)."}
-    path = directory / "protocols" / f"{name}.yaml"
-    text = yaml.safe_dump(data, sort_keys=False)
-    if not path.exists() or path.read_text() != text:
-        write_bytes(path, text.encode())
-    load_protocol(str(path))  # refuse a bad file now, not in a worker
-    return str(path)
+    notes = f"{source} with {changes} (clrbench study {STUDY}: the budget's evaluation lengths)."
+    return write_derived(load_protocol(source), name, changes, directory, notes)
 
 
 def expand_jobs(trials: list[Trial], tasks: list[str], ctx: StudyContext, fractions: list[float],
@@ -300,15 +289,15 @@ def _distilled(job: LabelJob, ckpt: str) -> Record:
     if teacher.status != "ok" or not isinstance(model, dict):
         return unfinished_record(job, teacher.status if teacher.status != "ok" else "failed",
                                  f"its teacher ({teacher.protocol}): {teacher.error or 'no stored network'}")
-    m = job.pretraining.config().model
+    cfg = job.config()
+    m = cfg.model
     student = ckpt if job.student_init == "pretrained" else f"random:{m.arch},width={m.width:g},stem={m.stem}"
     c = job.ctx
-    precision = job.pretraining.config().run.precision
     out = job.run_dir / "students" / f"{job.task}-{job.protocol}.pt"
-    cfg = DistillConfig(model["path"], student, job.task, alpha=0.0, temperature=1.0, epochs=job.distill_epochs,
-                        batch_size=job.distill_batch, precision=precision, out=str(out), data_root=c.data_root,
-                        cache_dir=c.cache_dir, tasks_dir=c.tasks_dir, device=c.device)
-    rec, _path = distill_student(cfg, teacher_test=teacher.value)
+    distill = DistillConfig(model["path"], student, job.task, alpha=0.0, temperature=1.0, epochs=job.distill_epochs,
+                            batch_size=job.distill_batch, precision=cfg.run.precision, out=str(out),
+                            data_root=c.data_root, cache_dir=c.cache_dir, tasks_dir=c.tasks_dir, device=c.device)
+    rec, _path = distill_student(distill, teacher_test=teacher.value)
     # Keyed by the trial's run, so the study (and its board) finds it before the student exists;
     # the student's own id and path stay in checkpoint.distill / tags.distill.
     return replace(rec, checkpoint_id=job.checkpoint_id, protocol=job.protocol,

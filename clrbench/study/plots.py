@@ -224,8 +224,12 @@ def _param_ticks(ax: Any, millions: list[float], names: list[str] | None = None)
 
 
 def plot_study(study: str, outcomes: list[Outcome], path: Path | str, ops: list[str] | None = None,
-               subtitle: str = "", baseline: Baseline | None = None) -> Path:
-    """Draw any study's picture to ``path``; ``baseline`` is the random-init encoder's score."""
+               subtitle: str = "", baseline: Baseline | None = None,
+               points: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Draw any study's picture to ``path``; ``baseline`` is the random-init encoder's score,
+    ``points`` the label-efficiency study's series -> {"method", "label_percent"}."""
+    if study == "label-efficiency":
+        return plot_label_efficiency(outcomes, points or {}, path, subtitle)
     if study == "augment":
         if baseline is not None:
             subtitle = f"{subtitle}; random init {baseline.score:.1f}".lstrip("; ")

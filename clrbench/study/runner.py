@@ -230,11 +230,5 @@ def finish(plan: StudyPlan, ops: list[str] | None = None, subtitle: str = "") ->
         table = res.with_baseline(table, baseline)
     md = f"### {table.title}\n\n{to_markdown(table)}\n{table.caption}\n"
     write_bytes(plan.study_dir / f"{plan.study}.md", md.encode())
-    png_path = plan.study_dir / f"{plan.study}.png"
-    if plan.study == "label-efficiency":
-        from clrbench.study.plots import plot_label_efficiency
-
-        png = plot_label_efficiency(outcomes, points, png_path, subtitle)
-    else:
-        png = plot_study(plan.study, outcomes, png_path, ops, subtitle, baseline)
+    png = plot_study(plan.study, outcomes, plan.study_dir / f"{plan.study}.png", ops, subtitle, baseline, points)
     return outcomes, table, png
